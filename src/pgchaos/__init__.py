@@ -1,0 +1,67 @@
+"""pgchaos: the client's view of a PostgreSQL HA chaos experiment.
+
+Commands (see ``pgchaos --help``):
+
+``pgchaos load``
+    Runs writers and readers against a read-write and a read-only endpoint and
+    records every operation into a *run folder*.
+``pgchaos verify RUN``
+    Reads back every write the run recorded and classifies it (lost, ghost, ...).
+``pgchaos report RUN``
+    Writes ``summary.json``, PNG plots and a self-contained ``report.html``.
+``pgchaos logs --inventory INV RUN``
+    Collects journald logs, ``patronictl`` and ``etcdctl`` output over SSH.
+
+Run folder layout
+-----------------
+``run.json``
+    Metadata: run id, start/end (ISO-8601 UTC), endpoints without passwords,
+    the options used, the env file the endpoints came from, final counters.
+``records.csv``
+    One row per operation, streamed and flushed while the run goes on.  Columns:
+
+    ``time``        epoch seconds when the operation started
+    ``endpoint``    ``rw`` or ``ro``
+    ``kind``        ``write``, ``read`` or ``connect`` (a (re)connection attempt)
+    ``worker``      worker number within its endpoint
+    ``latency_ms``  duration of the operation
+    ``outcome``     ``ok`` (for a write: acknowledged), ``failed``, or ``in_doubt``
+                    (a write whose commit was sent but whose connection died before
+                    the answer came back)
+    ``error_class`` empty, ``refused``, ``connection_lost``, ``read_only``,
+                    ``timeout`` or ``other`` (see :mod:`pgchaos.classify`)
+    ``server``      ``addr:port`` of the server the connection was talking to
+    ``role``        ``primary`` or ``replica`` (``pg_is_in_recovery()``)
+    ``timeline``    the server's timeline
+    ``id``/``seq``  the client-generated row id and per-writer sequence of a write
+    ``lag_ms``      on reads: visibility lag, the time from the acknowledgement of
+                    a write to the first read that saw it on this endpoint
+    ``error``       first line of the error message
+``events.jsonl``
+    Chaos actions, appended by whoever causes them (the chaos playbooks).  One
+    JSON object per line::
+
+        {"time": "2026-11-29T18:08:58Z", "action": "kill", "target": "pg1",
+         "scenario": "primary-crash", "detail": "kill -9 postmaster"}
+
+    ``time`` is ISO-8601 (a timestamp without a zone is taken as UTC) or epoch
+    seconds (number or numeric string); ``action`` and ``target`` are required
+    strings, ``scenario`` and ``detail`` optional.  Lines that do not parse are
+    reported and ignored by ``pgchaos report``.
+``verify.json``, ``summary.json``, ``report.html``, ``plots/*.png``, ``logs/<host>/``
+    Written by ``verify``, ``report`` and ``logs``.
+
+Unavailability (client-observed RTO)
+------------------------------------
+For each endpoint, operations (reads and writes; failed connection attempts
+count as failures) are ordered by completion time.  An *unavailability window*
+runs from the completion of the last successful operation before a failure to
+the completion of the next successful operation.  If no success precedes the
+failure the window starts at the run start; if none follows it, the window ends
+at the run end and is marked ``recovered: false``.  The client-observed RTO of
+an endpoint is its longest window; *total error time* is the sum of all its
+windows.  See :func:`pgchaos.summary.summarize`, which the chaos playbooks can
+call to get the headline figures as a dict.
+"""
+
+__version__ = "0.1.0"

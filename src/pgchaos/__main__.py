@@ -1,0 +1,3 @@
+from pgchaos.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Argument parsing only: each command lives in its own module, imported on demand."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pgchaos import __version__
+from pgchaos.errors import UsageError
+
+EXIT_USAGE = 2
+
+
+def _duration(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30, 30s, 5m, 1h)")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgchaos",
+        description="Client-side workload, verification and reporting for PostgreSQL HA chaos.",
+    )
+    parser.add_argument("--version", action="version", version=f"pgchaos {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    load = sub.add_parser("load", help="run the workload and record every operation")
+    load.add_argument("--rw", metavar="DSN", help="read-write endpoint (libpq DSN or URI)")
+    load.add_argument("--ro", metavar="DSN", help="read-only endpoint (libpq DSN or URI)")
+    load.add_argument(
+        "--env-file",
+        metavar="PATH",
+        help="shell-style PG* variables for missing endpoints (default: .lab/client.env); "
+        "writes go to PGPORT, reads to PGPORT_REPLICA (default 5001)",
+    )
+    load.add_argument(
+        "--duration",
+        type=_duration,
+        default=0.0,
+        help="how long to run (30, 30s, 5m, 1h); default: until Ctrl-C",
+    )
+    load.add_argument("--writers", type=int, default=4, help="writer threads (default 4)")
+    load.add_argument("--readers", type=int, default=2, help="reader threads (default 2)")
+    load.add_argument(
+        "--rate",
+        type=float,
+        default=20.0,
+        help="operations per second PER WORKER (default 20); 0 = as fast as possible",
+    )
+    load.add_argument("--out", metavar="DIR", help="run folder (default runs/<UTC timestamp>)")
+    load.add_argument(
+        "--table", default="pgchaos_ledger", help="ledger table (default %(default)s)"
+    )
+    load.add_argument("--connect-timeout", type=float, default=3.0, metavar="SEC")
+    load.add_argument("--statement-timeout", type=float, default=5.0, metavar="SEC")
+    load.add_argument(
+        "--max-backoff",
+        type=float,
+        default=1.0,
+        metavar="SEC",
+        help="upper bound of the exponential reconnect backoff (default 1.0)",
+    )
+    load.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    verify = sub.add_parser("verify", help="check that every acknowledged write survived")
+    verify.add_argument("run", type=Path, metavar="RUN")
+    verify.add_argument("--dsn", help="where to read back (default: the run's rw endpoint)")
+    verify.add_argument(
+        "--env-file", metavar="PATH", help="take PGPASSWORD from here (default: the run's)"
+    )
+    verify.add_argument("--connect-timeout", type=float, default=5.0, metavar="SEC")
+
+    report = sub.add_parser("report", help="write summary.json, PNG plots and report.html")
+    report.add_argument("run", type=Path, metavar="RUN")
+    report.add_argument("-q", "--quiet", action="store_true")
+
+    logs = sub.add_parser("logs", help="collect server logs of the run's time window over SSH")
+    logs.add_argument("run", type=Path, metavar="RUN")
+    logs.add_argument("--inventory", "-i", required=True, metavar="INV")
+    logs.add_argument(
+        "--pad", type=_duration, default=60.0, help="widen the time window (default 60 s)"
+    )
+    logs.add_argument("--connect-timeout", type=float, default=5.0, metavar="SEC")
+    logs.add_argument("--patronictl-config", metavar="PATH", help="patronictl -c PATH on hosts")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UsageError as exc:
+        print(f"pgchaos: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("pgchaos: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "load":
+        from pgchaos.load import LoadOptions, run_load
+
+        return run_load(
+            LoadOptions(
+                rw=args.rw,
+                ro=args.ro,
+                env_file=args.env_file,
+                out=args.out,
+                duration=args.duration,
+                writers=args.writers,
+                readers=args.readers,
+                rate=args.rate,
+                table=args.table,
+                connect_timeout=args.connect_timeout,
+                statement_timeout=args.statement_timeout,
+                max_backoff=args.max_backoff,
+                quiet=args.quiet,
+            )
+        )
+    if args.command == "verify":
+        from pgchaos.verify import run_verify
+
+        return run_verify(
+            args.run, dsn=args.dsn, env_file=args.env_file, connect_timeout=args.connect_timeout
+        )
+    if args.command == "report":
+        from pgchaos.report import run_report
+
+        return run_report(args.run, quiet=args.quiet)
+    from pgchaos.logs import run_logs
+
+    return run_logs(
+        args.run,
+        inventory=args.inventory,
+        pad=args.pad,
+        connect_timeout=args.connect_timeout,
+        patronictl_config=args.patronictl_config,
+    )

@@ -1,0 +1,132 @@
+"""Endpoint DSNs: reading the lab's client.env, validating, hardening and redacting."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg import conninfo as pg_conninfo
+from psycopg.errors import ProgrammingError
+
+from pgchaos.errors import UsageError
+
+DEFAULT_ENV_FILE = Path(".lab/client.env")
+DEFAULT_REPLICA_PORT = "5001"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    rw: str
+    ro: str
+    env_file: str | None
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Parse a shell-style ``export KEY=value`` file without running a shell."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read env file {path}: {exc.strerror or exc}") from None
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            words = shlex.split(stripped, comments=True)
+        except ValueError as exc:
+            raise UsageError(f"{path}:{lineno}: cannot parse line: {exc}") from None
+        if words and words[0] == "export":
+            words = words[1:]
+        for word in words:
+            key, sep, value = word.partition("=")
+            if sep and key.isidentifier():
+                values[key] = value
+    return values
+
+
+def endpoints_from_env(values: dict[str, str], source: Path) -> tuple[str, str]:
+    host = values.get("PGHOST")
+    if not host:
+        raise UsageError(f"{source}: PGHOST is not set")
+    common = {
+        "host": host,
+        "user": values.get("PGUSER"),
+        "password": values.get("PGPASSWORD"),
+        "dbname": values.get("PGDATABASE"),
+    }
+    given: dict[str, str] = {k: v for k, v in common.items() if v}
+    rw = pg_conninfo.make_conninfo(**given, port=values.get("PGPORT", "5000"))
+    ro = pg_conninfo.make_conninfo(**given, port=values.get("PGPORT_REPLICA", DEFAULT_REPLICA_PORT))
+    return rw, ro
+
+
+def validate(dsn: str, what: str) -> dict[str, str]:
+    try:
+        params = pg_conninfo.conninfo_to_dict(dsn)
+    except ProgrammingError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "does not parse"
+        raise UsageError(f"invalid {what} DSN: {reason}") from None
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def resolve_endpoints(rw: str | None, ro: str | None, env_file: str | None) -> Endpoints:
+    """Combine --rw/--ro with the env file.
+
+    An explicitly named env file must exist.  The default one is only needed when
+    an endpoint is missing; when only --rw is given and there is no env file, the
+    readers use the rw endpoint too.
+    """
+    if rw is not None:
+        validate(rw, "--rw")
+    if ro is not None:
+        validate(ro, "--ro")
+    if rw is not None and ro is not None and env_file is None:
+        return Endpoints(rw, ro, None)
+    path = Path(env_file) if env_file is not None else DEFAULT_ENV_FILE
+    if env_file is None and not path.exists():
+        if rw is not None:
+            return Endpoints(rw, rw, None)
+        raise UsageError(
+            f"no endpoints: give --rw/--ro or create {path} (or point --env-file at one)"
+        )
+    env_rw, env_ro = endpoints_from_env(parse_env_file(path), path)
+    return Endpoints(rw or env_rw, ro or env_ro, str(path.resolve()))
+
+
+def redact(dsn: str) -> str:
+    """The DSN as key=value pairs without the password, safe for run.json and the console."""
+    try:
+        params = pg_conninfo.conninfo_to_dict(dsn)
+    except ProgrammingError:
+        return "<unparsable dsn>"
+    params.pop("password", None)
+    return pg_conninfo.make_conninfo("", **params)
+
+
+def hardened(
+    dsn: str,
+    *,
+    connect_timeout: float,
+    statement_timeout: float,
+    application_name: str,
+) -> str:
+    """The DSN with timeouts and keepalives so a hung node cannot freeze us.
+
+    tcp_user_timeout covers data sent but never acknowledged (a partitioned node);
+    keepalives cover waiting for an answer that never comes.  User-given values win.
+    """
+    params = validate(dsn, "endpoint")
+    params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
+    params.setdefault("keepalives", "1")
+    params.setdefault("keepalives_idle", "2")
+    params.setdefault("keepalives_interval", "1")
+    params.setdefault("keepalives_count", "3")
+    params.setdefault("tcp_user_timeout", str(int(max(connect_timeout, statement_timeout) * 1000)))
+    params.setdefault("application_name", application_name)
+    timeout_opt = f"-c statement_timeout={int(statement_timeout * 1000)}"
+    existing = params.get("options", "")
+    if "statement_timeout" not in existing:
+        params["options"] = f"{existing} {timeout_opt}".strip()
+    return pg_conninfo.make_conninfo("", **params)

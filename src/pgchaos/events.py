@@ -1,0 +1,55 @@
+"""Reading the chaos events file (format documented in the package docstring)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgchaos.rundir import EVENTS_FILE, parse_time
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    action: str
+    target: str
+    scenario: str | None = None
+    detail: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.action} {self.target}".strip()
+
+
+def read_events(run_dir: Path) -> tuple[list[Event], list[str]]:
+    """Return the events sorted by time, plus one warning per line that was ignored."""
+    path = run_dir / EVENTS_FILE
+    if not path.exists():
+        return [], []
+    events: list[Event] = []
+    warnings: list[str] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+            action, target = obj.get("action"), obj.get("target")
+            if not isinstance(action, str) or not isinstance(target, str):
+                raise ValueError("action and target must be strings")
+            scenario, detail = obj.get("scenario"), obj.get("detail")
+            events.append(
+                Event(
+                    time=parse_time(obj.get("time")),
+                    action=action,
+                    target=target,
+                    scenario=None if scenario is None else str(scenario),
+                    detail=None if detail is None else str(detail),
+                )
+            )
+        except ValueError as exc:
+            warnings.append(f"{path.name}:{lineno}: ignored ({exc})")
+    events.sort(key=lambda e: e.time)
+    return events, warnings

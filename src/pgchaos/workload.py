@@ -1,0 +1,407 @@
+"""Writer and reader threads: each owns one connection and records every operation.
+
+Threads rather than asyncio: psycopg releases the GIL while it waits on the
+network, so a few dozen threads keep the server busy with little Python work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgchaos.classify import CONNECTION_LOST, READ_ONLY, TIMEOUT, classify, first_line
+from pgchaos.ledger import FAILED, IN_DOUBT, OK, Row
+from pgchaos.state import Identity, StateTracker
+
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+IDENTITY_SQL = """
+select host(inet_server_addr()), inet_server_port(), pg_is_in_recovery(),
+       case when pg_is_in_recovery() then null
+            else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       end
+"""
+REPLICA_TIMELINE_SQL = (
+    "select received_tli from pg_stat_wal_receiver",
+    "select timeline_id from pg_control_checkpoint()",
+)
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    run_id: str
+    table: str = "pgchaos_ledger"
+    rate: float = 20.0
+    max_backoff: float = 1.0
+    statement_timeout: float = 5.0
+    identity_interval: float = 1.0
+    payload_size: int = 64
+
+    @property
+    def op_timeout(self) -> float:
+        """How long the watchdog lets one operation run before cutting the connection."""
+        return self.statement_timeout + 2.0
+
+
+def table_ident(name: str) -> sql.Composable:
+    return sql.Identifier(*name.split("."))
+
+
+def ensure_schema(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Create the ledger table if missing; False if it is missing and cannot be created."""
+    row = conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()
+    if row is not None and row[0]:
+        return True
+    try:
+        conn.execute(
+            sql.SQL(
+                "create table if not exists {} ("
+                " id uuid primary key,"
+                " run_id text not null,"
+                " writer int not null,"
+                " seq bigint not null,"
+                " written_at timestamptz not null default now(),"
+                " payload text)"
+            ).format(table_ident(table))
+        )
+    except psycopg.errors.ReadOnlySqlTransaction:
+        return False
+    return True
+
+
+class Probe:
+    """The latest acknowledged write that readers try to see, for visibility lag."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.pending: tuple[str, float] | None = None
+
+    def offer(self, row_id: str, acked_at: float) -> None:
+        if self.pending is None:
+            with self._lock:
+                if self.pending is None:
+                    self.pending = (row_id, acked_at)
+
+    def seen(self, probe: tuple[str, float], now: float) -> float | None:
+        with self._lock:
+            if self.pending is not probe:
+                return None
+            self.pending = None
+        return (now - probe[1]) * 1000.0
+
+
+class Worker(threading.Thread):
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        kind: str,
+        index: int,
+        params: str,
+        config: WorkloadConfig,
+        record: Callable[[Row], None],
+        tracker: StateTracker,
+        probe: Probe,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"{endpoint}-{kind}-{index}", daemon=True)
+        self.endpoint = endpoint
+        self.kind = kind
+        self.index = index
+        self.params = params
+        self.config = config
+        self.record = record
+        self.tracker = tracker
+        self.probe = probe
+        self.stop = stop
+        self.conn: psycopg.Connection[Any] | None = None
+        self.cursor: psycopg.Cursor[Any] | None = None
+        self.identity = Identity()
+        self.identity_at = 0.0
+        self.backoff = 0.0
+        self.seq = 0
+        self.ok = 0
+        self.errors = 0
+        # monotonic start of the server interaction in progress (0: none); read by the watchdog
+        self.busy_since = 0.0
+        self.aborted = False
+        table = table_ident(config.table)
+        self.insert_sql = sql.SQL(
+            "insert into {} (id, run_id, writer, seq, payload) values (%s, %s, %s, %s, %s)"
+        ).format(table)
+        self.read_sql = sql.SQL("select exists (select 1 from {} where id = %s)").format(table)
+        self.payload = "x" * config.payload_size
+
+    # -- connection handling ------------------------------------------------
+
+    def _connect(self) -> bool:
+        if self.backoff:
+            jitter = self.backoff * random.uniform(0.8, 1.2)
+            if self.stop.wait(jitter):
+                return False
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            conn = psycopg.connect(self.params, autocommit=True)
+        except Exception as exc:
+            self._connect_failed(started, t0, exc)
+            return False
+        self.conn = conn
+        self.cursor = conn.cursor()
+        self.aborted = False
+        try:
+            self._refresh_identity()
+        except Exception as exc:
+            self._drop()
+            self._connect_failed(started, t0, exc)
+            return False
+        latency = (time.perf_counter() - t0) * 1000.0
+        self._put(started, "connect", latency, OK, "", "", "", None, "")
+        return True
+
+    def _connect_failed(self, started: float, t0: float, exc: BaseException) -> None:
+        latency = (time.perf_counter() - t0) * 1000.0
+        error_class = classify(exc, connecting=True)
+        message = first_line(exc)
+        self.errors += 1
+        self.identity = Identity()
+        self._put(started, "connect", latency, FAILED, error_class, "", "", None, message)
+        self.tracker.failure(self.endpoint, error_class, message)
+        self.backoff = min(self.config.max_backoff, max(0.05, self.backoff * 2))
+
+    def _refresh_identity(self) -> None:
+        assert self.cursor is not None
+        cur = self.cursor
+        self.busy_since = time.monotonic()
+        try:
+            cur.execute(IDENTITY_SQL)
+            row = cur.fetchone()
+            assert row is not None
+            addr, port, in_recovery, timeline = row
+            if in_recovery:
+                timeline = self._replica_timeline()
+        finally:
+            self.busy_since = 0.0
+        server = f"{addr}:{port}" if addr else "local"
+        self.identity = Identity(
+            server=server,
+            role="replica" if in_recovery else "primary",
+            timeline="" if timeline is None else str(timeline),
+        )
+        self.identity_at = time.monotonic()
+
+    def _replica_timeline(self) -> object:
+        assert self.cursor is not None
+        for query in REPLICA_TIMELINE_SQL:
+            try:
+                self.cursor.execute(query)
+                row = self.cursor.fetchone()
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            if row is not None and row[0] is not None:
+                return row[0]
+        return None
+
+    def _drop(self) -> None:
+        conn, self.conn, self.cursor = self.conn, None, None
+        if conn is not None:
+            # The connection is being thrown away; a failure to close it changes nothing.
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def abort(self) -> None:
+        """Cut the connection from another thread: the only way out of a wait on a hung node."""
+        conn = self.conn
+        if conn is None:
+            return
+        self.aborted = True
+        try:
+            sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+        except Exception:  # noqa: S110 - the connection may already be gone; nothing to cut then
+            pass
+
+    # -- the operation loop ---------------------------------------------------
+
+    def run(self) -> None:
+        interval = 1.0 / self.config.rate if self.config.rate > 0 else 0.0
+        next_due = time.monotonic()
+        op = self._write if self.kind == "write" else self._read
+        try:
+            while not self.stop.is_set():
+                if self.conn is None and not self._connect():
+                    continue
+                if interval:
+                    now = time.monotonic()
+                    if next_due > now:
+                        if self.stop.wait(next_due - now):
+                            break
+                    elif now - next_due > 1.0:
+                        # Do not burst to catch up after an outage.
+                        next_due = now
+                    next_due += interval
+                if time.monotonic() - self.identity_at > self.config.identity_interval:
+                    try:
+                        self._refresh_identity()
+                    except Exception as exc:
+                        self._failed_op(time.time(), 0.0, exc, None, kind="connect")
+                        continue
+                op()
+        finally:
+            self._drop()
+
+    def _put(
+        self,
+        started: float,
+        kind: str,
+        latency_ms: float,
+        outcome: str,
+        error_class: str,
+        row_id: str,
+        seq: str,
+        lag_ms: float | None,
+        error: str,
+    ) -> None:
+        ident = self.identity
+        self.record(
+            (
+                f"{started:.6f}",
+                self.endpoint,
+                kind,
+                self.index,
+                f"{latency_ms:.3f}",
+                outcome,
+                error_class,
+                ident.server,
+                ident.role,
+                ident.timeline,
+                row_id,
+                seq,
+                "" if lag_ms is None else f"{lag_ms:.3f}",
+                error,
+            )
+        )
+
+    def _failed_op(
+        self,
+        started: float,
+        latency_ms: float,
+        exc: BaseException,
+        write: tuple[str, str] | None,
+        kind: str | None = None,
+    ) -> None:
+        conn = self.conn
+        broken = conn is None or conn.broken or conn.closed
+        error_class = TIMEOUT if self.aborted else classify(exc)
+        if broken and error_class not in (TIMEOUT, READ_ONLY):
+            error_class = CONNECTION_LOST
+        message = first_line(exc)
+        self.errors += 1
+        if write is not None:
+            # The commit may or may not have happened if the connection died under it.
+            outcome = IN_DOUBT if broken else FAILED
+            self._put(started, "write", latency_ms, outcome, error_class, *write, None, message)
+        else:
+            self._put(
+                started, kind or self.kind, latency_ms, FAILED, error_class, "", "", None, message
+            )
+        self.tracker.failure(self.endpoint, error_class, message)
+        if broken or error_class == READ_ONLY:
+            # A read-only answer on the rw endpoint means we sit on a demoted or
+            # wrong node: reconnect so routing (or target_session_attrs) can move us.
+            self._drop()
+            self.identity = Identity()
+        self.backoff = min(self.config.max_backoff, max(0.05, self.backoff * 2))
+        if not broken and error_class != READ_ONLY:
+            # The connection is fine but the server said no: do not hammer it.
+            self.stop.wait(self.backoff)
+
+    def _write(self) -> None:
+        assert self.cursor is not None
+        self.seq += 1
+        row_id = str(uuid.uuid4())
+        seq = str(self.seq)
+        started = time.time()
+        t0 = time.perf_counter()
+        self.busy_since = time.monotonic()
+        try:
+            self.cursor.execute(
+                self.insert_sql,
+                (row_id, self.config.run_id, self.index, self.seq, self.payload),
+                prepare=True,
+            )
+        except Exception as exc:
+            self.busy_since = 0.0
+            self._failed_op(started, (time.perf_counter() - t0) * 1000.0, exc, (row_id, seq))
+            return
+        self.busy_since = 0.0
+        latency = (time.perf_counter() - t0) * 1000.0
+        self.probe.offer(row_id, time.monotonic())
+        self.ok += 1
+        self.backoff = 0.0
+        self._put(started, "write", latency, OK, "", row_id, seq, None, "")
+        self.tracker.success(self.endpoint, self.identity)
+
+    def _read(self) -> None:
+        assert self.cursor is not None
+        probe = self.probe.pending
+        started = time.time()
+        t0 = time.perf_counter()
+        self.busy_since = time.monotonic()
+        try:
+            self.cursor.execute(self.read_sql, (probe[0] if probe else NIL_UUID,), prepare=True)
+            row = self.cursor.fetchone()
+        except Exception as exc:
+            self.busy_since = 0.0
+            self._failed_op(started, (time.perf_counter() - t0) * 1000.0, exc, None)
+            return
+        self.busy_since = 0.0
+        latency = (time.perf_counter() - t0) * 1000.0
+        lag = None
+        if probe is not None and row is not None and row[0]:
+            lag = self.probe.seen(probe, time.monotonic())
+        self.ok += 1
+        self.backoff = 0.0
+        self._put(started, "read", latency, OK, "", "", "", lag, "")
+        self.tracker.success(self.endpoint, self.identity)
+
+
+class Watchdog(threading.Thread):
+    """Cuts connections whose operation outlives every server-side timeout."""
+
+    def __init__(self, workers: list[Worker], timeout: float, stop: threading.Event) -> None:
+        super().__init__(name="watchdog", daemon=True)
+        self.workers = workers
+        self.timeout = timeout
+        self.stop = stop
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            self.check()
+        # Keep watching during shutdown so a hung node cannot hold up the exit.
+        for _ in range(int(self.timeout * 4) + 8):
+            self.check()
+            if not any(w.is_alive() for w in self.workers):
+                return
+            time.sleep(0.25)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers:
+            since = worker.busy_since
+            if since and now - since > self.timeout:
+                worker.abort()
