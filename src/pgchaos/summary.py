@@ -1,0 +1,291 @@
+"""Headline figures of a run: unavailability windows, errors, latency, servers, RPO.
+
+The definition of an unavailability window (client-observed RTO) is in the
+package docstring.  :func:`summarize` is the entry point for the chaos playbooks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pgchaos import rundir
+from pgchaos.classify import ERROR_CLASSES
+from pgchaos.errors import UsageError
+from pgchaos.events import read_events
+from pgchaos.ledger import OK, read_records
+
+ENDPOINTS = ("rw", "ro")
+KINDS = ("write", "read", "connect")
+OUTCOMES = ("ok", "failed", "in_doubt")
+CLASSES = ("", *ERROR_CLASSES)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass
+class RunData:
+    """A run's records as compact columns, so long runs fit in memory for analysis."""
+
+    run_dir: Path
+    meta: dict[str, Any]
+    start: float
+    end: float
+    time: FloatArray
+    finish: FloatArray
+    latency_ms: FloatArray
+    lag_ms: FloatArray
+    endpoint: IntArray
+    kind: IntArray
+    outcome: IntArray
+    error_class: IntArray
+    identity: IntArray
+    identities: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def mask(self, endpoint: str) -> BoolArray:
+        return np.asarray(self.endpoint == ENDPOINTS.index(endpoint))
+
+
+def load_run_data(run_dir: Path) -> RunData:
+    meta = rundir.open_run(run_dir)
+    cols_f: dict[str, array[float]] = {k: array("d") for k in ("time", "lat", "lag")}
+    cols_i: dict[str, array[int]] = {k: array("b") for k in ("ep", "kind", "out", "cls")}
+    ident_col: array[int] = array("l")
+    ident_index: dict[tuple[str, str, str], int] = {}
+    index = {
+        "ep": {v: i for i, v in enumerate(ENDPOINTS)},
+        "kind": {v: i for i, v in enumerate(KINDS)},
+        "out": {v: i for i, v in enumerate(OUTCOMES)},
+        "cls": {v: i for i, v in enumerate(CLASSES)},
+    }
+    for rec in read_records(run_dir):
+        try:
+            codes = (
+                index["ep"][rec.endpoint],
+                index["kind"][rec.kind],
+                index["out"][rec.outcome],
+                index["cls"].get(rec.error_class, CLASSES.index("other")),
+            )
+        except KeyError:
+            raise UsageError(f"{run_dir}: damaged record at time {rec.time}") from None
+        cols_f["time"].append(rec.time)
+        cols_f["lat"].append(rec.latency_ms)
+        cols_f["lag"].append(math.nan if rec.lag_ms is None else rec.lag_ms)
+        for key, code in zip(("ep", "kind", "out", "cls"), codes, strict=True):
+            cols_i[key].append(code)
+        ident = (rec.server, rec.role, rec.timeline)
+        ident_col.append(ident_index.setdefault(ident, len(ident_index)))
+    time_ = np.frombuffer(cols_f["time"], dtype=np.float64) if cols_f["time"] else np.zeros(0)
+    lat = np.frombuffer(cols_f["lat"], dtype=np.float64) if cols_f["lat"] else np.zeros(0)
+    lag = np.frombuffer(cols_f["lag"], dtype=np.float64) if cols_f["lag"] else np.zeros(0)
+    finish = time_ + lat / 1000.0
+
+    def ints(values: array[int]) -> IntArray:
+        return np.array(values, dtype=np.int64)
+
+    start = _meta_time(meta, "started_at")
+    if start is None:
+        start = float(time_.min()) if len(time_) else 0.0
+    end = _meta_time(meta, "ended_at")
+    if end is None:
+        end = float(finish.max()) if len(finish) else start
+    return RunData(
+        run_dir=run_dir,
+        meta=meta,
+        start=start,
+        end=end,
+        time=time_,
+        finish=finish,
+        latency_ms=lat,
+        lag_ms=lag,
+        endpoint=ints(cols_i["ep"]),
+        kind=ints(cols_i["kind"]),
+        outcome=ints(cols_i["out"]),
+        error_class=ints(cols_i["cls"]),
+        identity=ints(ident_col),
+        identities=list(ident_index),
+    )
+
+
+def _meta_time(meta: dict[str, Any], key: str) -> float | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        return rundir.parse_time(value)
+    except ValueError:
+        raise UsageError(f"run.json: damaged {key}: {value!r}") from None
+
+
+def _is_success(data: RunData) -> BoolArray:
+    return np.asarray((data.kind != KINDS.index("connect")) & (data.outcome == OUTCOMES.index(OK)))
+
+
+def _counts_toward_availability(data: RunData) -> BoolArray:
+    """Reads and writes, plus failed connection attempts (successful connects prove nothing)."""
+    connect = data.kind == KINDS.index("connect")
+    return np.asarray(~connect | (data.outcome != OUTCOMES.index(OK)))
+
+
+def windows(data: RunData, endpoint: str) -> list[dict[str, Any]]:
+    """Unavailability windows of one endpoint, as defined in the package docstring."""
+    mask = data.mask(endpoint) & _counts_toward_availability(data)
+    finish = data.finish[mask]
+    ok = _is_success(data)[mask]
+    classes = data.error_class[mask]
+    order = np.argsort(finish, kind="stable")
+    finish, ok, classes = finish[order], ok[order], classes[order]
+    successes = np.flatnonzero(ok)
+    failures = np.flatnonzero(~ok)
+    if not len(failures):
+        return []
+    # Failures with the same number of successes before them share one window.
+    group = np.searchsorted(successes, failures)
+    result = []
+    for g in np.unique(group):
+        members = failures[group == g]
+        begin = float(finish[successes[g - 1]]) if g > 0 else data.start
+        recovered = g < len(successes)
+        stop = float(finish[successes[g]]) if recovered else max(data.end, float(finish[-1]))
+        names, counts = np.unique(classes[members], return_counts=True)
+        result.append(
+            {
+                "start": rundir.iso(begin),
+                "end": rundir.iso(stop),
+                "start_s": round(begin - data.start, 3),
+                "end_s": round(stop - data.start, 3),
+                "duration_s": round(stop - begin, 3),
+                "first_failure_s": round(float(finish[members[0]]) - data.start, 3),
+                "failures": len(members),
+                "recovered": bool(recovered),
+                "error_classes": {
+                    CLASSES[int(n)]: int(c) for n, c in zip(names, counts, strict=True)
+                },
+            }
+        )
+    return result
+
+
+def server_periods(data: RunData, endpoint: str) -> list[dict[str, Any]]:
+    """Which server answered successful operations when, merged into consecutive periods."""
+    mask = data.mask(endpoint) & _is_success(data)
+    finish = data.finish[mask]
+    ident = data.identity[mask]
+    order = np.argsort(finish, kind="stable")
+    finish, ident = finish[order], ident[order]
+    periods: list[dict[str, Any]] = []
+    if not len(finish):
+        return periods
+    changes = np.flatnonzero(np.diff(ident)) + 1
+    bounds = [0, *changes.tolist(), len(finish)]
+    for a, b in itertools.pairwise(bounds):
+        server, role, timeline = data.identities[int(ident[a])]
+        periods.append(
+            {
+                "server": server,
+                "role": role,
+                "timeline": timeline,
+                "from_s": round(float(finish[a]) - data.start, 3),
+                "to_s": round(float(finish[b - 1]) - data.start, 3),
+                "ops": int(b - a),
+            }
+        )
+    return periods
+
+
+def _percentile(values: FloatArray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if len(values) else None
+
+
+def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
+    mask = data.mask(endpoint)
+    ops = mask & (data.kind != KINDS.index("connect"))
+    ok = ops & (data.outcome == OUTCOMES.index(OK))
+    failed = ops & (data.outcome == OUTCOMES.index("failed"))
+    in_doubt = ops & (data.outcome == OUTCOMES.index("in_doubt"))
+    connects = mask & (data.kind == KINDS.index("connect"))
+    failed_connects = connects & (data.outcome != OUTCOMES.index(OK))
+    wins = windows(data, endpoint)
+    latencies = data.latency_ms[ok]
+    lags = data.lag_ms[ok & ~np.isnan(data.lag_ms)]
+    errors = mask & (data.error_class != 0)
+    names, counts = np.unique(data.error_class[errors], return_counts=True)
+    duration = max(data.end - data.start, 1e-9)
+    return {
+        "operations": int(ops.sum()),
+        "ok": int(ok.sum()),
+        "failed_ops": int(failed.sum()),
+        "in_doubt_ops": int(in_doubt.sum()),
+        "connect_attempts": int(connects.sum()),
+        "failed_connects": int(failed_connects.sum()),
+        "ok_per_s": round(float(ok.sum()) / duration, 1),
+        "error_classes": {CLASSES[int(n)]: int(c) for n, c in zip(names, counts, strict=True)},
+        "longest_unavailability_s": max((w["duration_s"] for w in wins), default=0.0),
+        "total_error_time_s": round(sum(w["duration_s"] for w in wins), 3),
+        "unavailability_windows": wins,
+        "latency_ms": {"p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)},
+        "visibility_lag_ms": {
+            "p50": _percentile(lags, 50),
+            "p99": _percentile(lags, 99),
+            "max": round(float(lags.max()), 3) if len(lags) else None,
+        },
+        "servers": server_periods(data, endpoint),
+    }
+
+
+def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any]:
+    """The run's headline figures as a plain dict (what summary.json holds)."""
+    run_dir = Path(run_dir)
+    if data is None:
+        data = load_run_data(run_dir)
+    events, warnings = read_events(run_dir)
+    present = {ENDPOINTS[int(i)] for i in np.unique(data.endpoint)}
+    summary: dict[str, Any] = {
+        "run": str(run_dir),
+        "run_id": data.meta.get("run_id"),
+        "started_at": rundir.iso(data.start),
+        "ended_at": rundir.iso(data.end),
+        "duration_s": round(data.end - data.start, 3),
+        "status": data.meta.get("status"),
+        "endpoints": {ep: data.meta.get("endpoints", {}).get(ep) for ep in sorted(present)},
+        "records": len(data.time),
+        "per_endpoint": {ep: endpoint_summary(data, ep) for ep in ENDPOINTS if ep in present},
+        "events": [
+            {
+                "time": rundir.iso(e.time),
+                "at_s": round(e.time - data.start, 3),
+                "action": e.action,
+                "target": e.target,
+                "scenario": e.scenario,
+                "detail": e.detail,
+            }
+            for e in events
+        ],
+        "warnings": warnings,
+        "verify": None,
+    }
+    verify_path = run_dir / "verify.json"
+    if verify_path.exists():
+        try:
+            verified = json.loads(verify_path.read_text(encoding="utf-8"))
+            summary["verify"] = {
+                "lost": verified["lost"],
+                "ghosts": verified["ghosts"],
+                "in_doubt": verified["in_doubt_total"],
+                "acknowledged_present": verified["acknowledged"]["present"],
+                "writes": verified["writes"],
+                "checked_at": verified.get("checked_at"),
+            }
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            summary["warnings"].append(f"verify.json ignored: {exc}")
+    return summary
