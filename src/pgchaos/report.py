@@ -42,15 +42,26 @@ CLASS_COLORS = {
 
 
 def _bin_width(data: RunData) -> float:
+    """A round bin width giving at most ~300 bins, so short runs still show detail."""
     span = max(data.end - data.start, 1.0)
-    return 1.0 if span <= 600 else float(np.ceil(span / 600))
+    for width in (0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600):
+        if span / width <= 300:
+            return float(width)
+    return float(np.ceil(span / 300))
 
 
 def _decorate(ax: Axes, summary: dict[str, Any], events: list[Event], start: float) -> None:
     """Shade unavailability windows and mark chaos events, on every plot alike."""
     for endpoint, figures in summary["per_endpoint"].items():
-        for w in figures["unavailability_windows"]:
-            ax.axvspan(w["start_s"], w["end_s"], color=COLORS[endpoint], alpha=0.12, lw=0)
+        for i, w in enumerate(figures["unavailability_windows"]):
+            ax.axvspan(
+                w["start_s"],
+                w["end_s"],
+                color=COLORS[endpoint],
+                alpha=0.12,
+                lw=0,
+                label=f"{endpoint} unavailable" if i == 0 else None,
+            )
     for event in events:
         x = event.time - start
         ax.axvline(x, color="black", ls="--", lw=0.8)
@@ -63,6 +74,12 @@ def _decorate(ax: Axes, summary: dict[str, Any], events: list[Event], start: flo
             ha="right",
             fontsize=7,
         )
+
+
+def _legend(ax: Axes, loc: str) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc=loc, fontsize=8)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -97,7 +114,7 @@ def _throughput(data: RunData, summary: dict[str, Any], events: list[Event], out
     _decorate(ax, summary, events, data.start)
     ax.set(title="Throughput (operations per second)", xlabel="seconds since start", ylabel="ops/s")
     ax.set_xlim(0, max(data.end - data.start, 1))
-    ax.legend(loc="lower left", fontsize=8)
+    _legend(ax, "lower left")
     _save(fig, out)
 
 
@@ -129,8 +146,7 @@ def _errors(data: RunData, summary: dict[str, Any], events: list[Event], out: Pa
         _decorate(ax, summary, events, data.start)
         ax.set(title=f"{endpoint}: errors per second by class", ylabel="errors/s")
         ax.set_xlim(0, max(data.end - data.start, 1))
-        if bottom.any():
-            ax.legend(loc="upper right", fontsize=8)
+        _legend(ax, "upper right")
     axes[-1, 0].set_xlabel("seconds since start")
     _save(fig, out)
 
@@ -159,7 +175,7 @@ def _latency(data: RunData, summary: dict[str, Any], events: list[Event], out: P
     ax.set_yscale("log")
     ax.set(title="Latency of successful operations", xlabel="seconds since start", ylabel="ms")
     ax.set_xlim(0, max(data.end - data.start, 1))
-    ax.legend(loc="upper left", fontsize=8)
+    _legend(ax, "upper left")
     _save(fig, out)
 
 
@@ -200,6 +216,7 @@ def _servers(
     )
     ax.set_xlim(0, max(span, 1))
     ax.set_ylim(-0.6, max(len(rows), 1) - 0.4)
+    _legend(ax, "upper right")
     _save(fig, out)
 
 

@@ -53,11 +53,14 @@ class StateTracker:
         state = self._states[endpoint]
         return state.status, state.identity
 
-    def success(self, endpoint: str, identity: Identity) -> None:
+    def success(self, endpoint: str, identity: Identity, started: float) -> None:
         state = self._states[endpoint]
         if state.status == UP and (
             state.identity == identity or endpoint not in self._follow_identity
         ):
+            return
+        if state.status not in (UP, STARTING) and started < state.since:
+            # An operation that was in flight when trouble began proves nothing.
             return
         with self._lock:
             now = time.time()

@@ -27,6 +27,7 @@ ENDPOINTS = ("rw", "ro")
 KINDS = ("write", "read", "connect")
 OUTCOMES = ("ok", "failed", "in_doubt")
 CLASSES = ("", *ERROR_CLASSES)
+PERIOD_GAP_S = 1.0
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -177,7 +178,11 @@ def windows(data: RunData, endpoint: str) -> list[dict[str, Any]]:
 
 
 def server_periods(data: RunData, endpoint: str) -> list[dict[str, Any]]:
-    """Which server answered successful operations when, merged into consecutive periods."""
+    """Which server answered successful operations when, merged into consecutive periods.
+
+    Periods are split where the server changes and where no operation succeeded
+    for more than PERIOD_GAP_S seconds.
+    """
     mask = data.mask(endpoint) & _is_success(data)
     finish = data.finish[mask]
     ident = data.identity[mask]
@@ -186,7 +191,8 @@ def server_periods(data: RunData, endpoint: str) -> list[dict[str, Any]]:
     periods: list[dict[str, Any]] = []
     if not len(finish):
         return periods
-    changes = np.flatnonzero(np.diff(ident)) + 1
+    # A new period starts when the server changes or after a silence (an outage).
+    changes = np.flatnonzero((np.diff(ident) != 0) | (np.diff(finish) > PERIOD_GAP_S)) + 1
     bounds = [0, *changes.tolist(), len(finish)]
     for a, b in itertools.pairwise(bounds):
         server, role, timeline = data.identities[int(ident[a])]

@@ -354,7 +354,7 @@ class Worker(threading.Thread):
         self.ok += 1
         self.backoff = 0.0
         self._put(started, "write", latency, OK, "", row_id, seq, None, "")
-        self.tracker.success(self.endpoint, self.identity)
+        self.tracker.success(self.endpoint, self.identity, started)
 
     def _read(self) -> None:
         assert self.cursor is not None
@@ -377,7 +377,7 @@ class Worker(threading.Thread):
         self.ok += 1
         self.backoff = 0.0
         self._put(started, "read", latency, OK, "", "", "", lag, "")
-        self.tracker.success(self.endpoint, self.identity)
+        self.tracker.success(self.endpoint, self.identity, started)
 
 
 class Watchdog(threading.Thread):
