@@ -6,7 +6,7 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -76,7 +76,10 @@ def _decorate(ax: Axes, summary: dict[str, Any], events: list[Event], start: flo
         )
 
 
-def _legend(ax: Axes, loc: str) -> None:
+LegendLoc = Literal["upper right", "upper left", "lower left"]
+
+
+def _legend(ax: Axes, loc: LegendLoc) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(handles, labels, loc=loc, fontsize=8)
