@@ -160,14 +160,15 @@ class LocalPostgres:
     # -- connection strings ----------------------------------------------------
 
     def dsn(self, **extra: str) -> str:
-        return pg_conninfo.make_conninfo(
-            host="127.0.0.1",
-            port=str(self.port),
-            user=self.user,
-            password=self.password,
-            dbname=self.dbname,
+        params = {
+            "host": "127.0.0.1",
+            "port": str(self.port),
+            "user": self.user,
+            "password": self.password,
+            "dbname": self.dbname,
             **extra,
-        )
+        }
+        return pg_conninfo.make_conninfo("", **params)
 
     def superuser_sql(self, query: str) -> str:
         """Run SQL as the superuser over the local socket (for tests acting behind the tool)."""

@@ -1,0 +1,221 @@
+"""The workload against a real server: healthy, read-only, killed connections, restarts."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from chaoshelpers import read_json, records
+from conftest import CliRunner, start_cli, wait_for_records
+
+from pgchaos.localpg import PG_BIN, LocalPostgres
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def healthy_run(pg: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("healthy") / "run"
+    proc = start_cli(
+        out.parent,
+        "load",
+        "--rw", pg.dsn(),
+        "--ro", pg.dsn(),
+        "--writers", "3",
+        "--readers", "2",
+        "--rate", "50",
+        "--duration", "3",
+        "--out", str(out),
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    (out / "stdout.txt").write_text(stdout)
+    return out
+
+
+def test_healthy_run_records_operations(healthy_run: Path, pg: LocalPostgres) -> None:
+    rows = records(healthy_run)
+    writes = [r for r in rows if r["kind"] == "write"]
+    reads = [r for r in rows if r["kind"] == "read"]
+    # 3 writers and 2 readers at 50/s for 3 s, give or take start-up.
+    assert 300 <= len(writes) <= 460
+    assert 200 <= len(reads) <= 310
+    assert all(r["outcome"] == "ok" and r["error_class"] == "" for r in writes + reads)
+    assert {r["server"] for r in writes} == {f"127.0.0.1:{pg.port}"}
+    assert {r["role"] for r in writes} == {"primary"}
+    assert {r["timeline"] for r in writes} == {"1"}
+    assert len({r["id"] for r in writes}) == len(writes)
+    assert any(r["lag_ms"] for r in reads), "readers never measured a visibility lag"
+    meta = read_json(healthy_run / "run.json")
+    assert meta["status"] == "finished"
+    assert meta["counts"]["records"] == len(rows)
+    assert pg.password not in (healthy_run / "run.json").read_text()
+    stdout = (healthy_run / "stdout.txt").read_text()
+    assert f"rw: up, served by 127.0.0.1:{pg.port} (primary, timeline 1)" in stdout
+
+
+def test_verify_finds_every_acknowledged_write(healthy_run: Path, cli: CliRunner) -> None:
+    result = cli("verify", str(healthy_run), "--dsn", _dsn_of(healthy_run))
+    assert result.returncode == 0, result.stderr
+    verified = read_json(healthy_run / "verify.json")
+    acked = sum(1 for r in records(healthy_run) if r["kind"] == "write" and r["outcome"] == "ok")
+    assert verified["acknowledged"] == {"present": acked, "lost": 0}
+    assert verified["writes"] == acked
+    assert verified["ghosts"] == 0
+    assert verified["unrecorded_rows"] == 0
+
+
+def test_verify_without_dsn_uses_run_endpoint_and_pgpassword(
+    healthy_run: Path, cli: CliRunner, pg: LocalPostgres
+) -> None:
+    result = cli("verify", str(healthy_run), env={"PGPASSWORD": pg.password})
+    assert result.returncode == 0, result.stderr
+    assert "0 LOST" in result.stdout
+
+
+def _dsn_of(run_dir: Path) -> str:
+    # The tests' server always uses the same password; run.json never stores it.
+    endpoint = read_json(run_dir / "run.json")["endpoints"]["rw"]
+    assert isinstance(endpoint, str)
+    return f"{endpoint} password=pgchaos-secret"
+
+
+def test_deleted_rows_are_reported_lost(pg: LocalPostgres, cli: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = cli(
+        "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "2", "--readers", "0",
+        "--rate", "100", "--duration", "1.5", "--out", str(out), "-q",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    acked = [r["id"] for r in records(out) if r["kind"] == "write" and r["outcome"] == "ok"]
+    victims = sorted(acked[10:17])
+    ids = ", ".join(f"'{v}'" for v in victims)
+    assert pg.superuser_sql(f"delete from pgchaos_ledger where id in ({ids})") == ""
+    result = cli("verify", str(out), "--dsn", pg.dsn())
+    assert result.returncode == 1
+    assert "7 LOST" in result.stdout
+    verified = read_json(out / "verify.json")
+    assert verified["lost"] == 7
+    assert verified["acknowledged"]["present"] == len(acked) - 7
+    assert sorted(w["id"] for w in verified["lost_writes"]) == victims
+
+
+def test_read_only_rw_endpoint_is_classified(
+    pg: LocalPostgres, cli: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    read_only = pg.dsn(options="-c default_transaction_read_only=on")
+    result = cli(
+        "load", "--rw", read_only, "--ro", pg.dsn(), "--writers", "2", "--readers", "1",
+        "--rate", "20", "--duration", "2", "--out", str(out), "--max-backoff", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    writes = [r for r in records(out) if r["kind"] == "write"]
+    assert len(writes) >= 10
+    assert {r["error_class"] for r in writes} == {"read_only"}
+    # The server answered, so the write surely did not happen: failed, not in doubt.
+    assert {r["outcome"] for r in writes} == {"failed"}
+    assert "rw: read-only transaction" in result.stdout
+    reads = [r for r in records(out) if r["kind"] == "read"]
+    assert reads
+    assert all(r["outcome"] == "ok" for r in reads)
+
+
+def test_killed_connections_make_writes_in_doubt(
+    pg: LocalPostgres, cli: CliRunner, tmp_path: Path
+) -> None:
+    """Writes blocked on a lock whose backend is terminated: sent, never answered."""
+    out = tmp_path / "run"
+    locker = subprocess.Popen(
+        [
+            "runuser", "-u", "postgres", "--", str(PG_BIN / "psql"), "-X", "-q",
+            "-h", str(pg.socket_dir), "-p", str(pg.port), "-U", "postgres", "-d", pg.dbname,
+            "-c", "begin; lock table pgchaos_ledger in access exclusive mode;"
+            " select pg_sleep(3); commit;",
+        ],
+    )  # fmt: skip
+
+    def terminate_blocked() -> None:
+        time.sleep(1.5)
+        pg.superuser_sql(
+            "select pg_terminate_backend(pid) from pg_stat_activity"
+            " where application_name = 'pgchaos-rw' and wait_event_type = 'Lock'"
+        )
+
+    time.sleep(0.3)
+    killer = threading.Thread(target=terminate_blocked)
+    killer.start()
+    result = cli(
+        "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "3", "--readers", "0",
+        "--rate", "20", "--duration", "4", "--out", str(out), "--max-backoff", "0.2",
+    )  # fmt: skip
+    killer.join()
+    locker.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    writes = [r for r in records(out) if r["kind"] == "write"]
+    doubtful = [r for r in writes if r["outcome"] == "in_doubt"]
+    assert len(doubtful) == 3, doubtful
+    assert {r["error_class"] for r in doubtful} == {"connection_lost"}
+    assert "rw: connection lost" in result.stdout
+    assert "rw: back" in result.stdout
+    result = cli("verify", str(out), "--dsn", pg.dsn())
+    assert result.returncode == 0, result.stdout + result.stderr
+    verified = read_json(out / "verify.json")
+    assert verified["in_doubt"] == {"present": 0, "absent": 3}
+    assert verified["lost"] == 0
+
+
+def test_server_stop_is_survived_and_measured(
+    running_pg: LocalPostgres, cli: CliRunner, tmp_path: Path
+) -> None:
+    pg = running_pg
+    out = tmp_path / "run"
+    proc = start_cli(
+        tmp_path,
+        "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "3", "--readers", "2",
+        "--rate", "50", "--duration", "9", "--out", str(out), "--max-backoff", "0.5",
+    )  # fmt: skip
+    wait_for_records(out, minimum=50)
+    time.sleep(1.5)
+    stopped_at = time.time()
+    pg.stop(mode="immediate")
+    time.sleep(3)
+    pg.start()
+    started_at = time.time()
+    stdout, stderr = proc.communicate(timeout=40)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "rw: connection lost" in stdout or "rw: connection refused" in stdout
+    assert "rw: back, served by" in stdout
+
+    result = cli("report", str(out))
+    assert result.returncode == 0, result.stderr
+    summary = read_json(out / "summary.json")
+    for endpoint in ("rw", "ro"):
+        figures = summary["per_endpoint"][endpoint]
+        windows = figures["unavailability_windows"]
+        longest = max(windows, key=lambda w: w["duration_s"])
+        run_start = summary["started_at"]
+        assert run_start
+        begin = _epoch(longest["start"])
+        end = _epoch(longest["end"])
+        assert abs(begin - stopped_at) < 1.0, (endpoint, longest, stopped_at)
+        assert abs(end - started_at) < 1.0, (endpoint, longest, started_at)
+        assert longest["recovered"]
+        assert figures["longest_unavailability_s"] == longest["duration_s"]
+        assert abs(longest["duration_s"] - (started_at - stopped_at)) < 1.0
+        assert figures["failed_ops"] + figures["in_doubt_ops"] + figures["failed_connects"] > 0
+    result = cli("verify", str(out), "--dsn", pg.dsn())
+    assert result.returncode == 0, result.stdout
+    assert read_json(out / "verify.json")["lost"] == 0
+    (tmp_path.parent / "stop-test-run.txt").write_text(str(out))
+
+
+def _epoch(text: str) -> float:
+    from pgchaos.rundir import parse_time
+
+    return parse_time(text)

@@ -1,0 +1,152 @@
+"""Log collection: inventory parsing, command building, unreachable hosts."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from chaoshelpers import read_json
+from conftest import CliRunner
+
+from pgchaos import inventory
+from pgchaos.inventory import Host, hosts_from_listing, load_inventory
+from pgchaos.localpg import LocalPostgres, free_port
+from pgchaos.logs import collect_host, commands_for
+
+INVENTORY = """\
+all:
+  vars:
+    ansible_user: debian
+    ansible_ssh_private_key_file: /keys/lab
+  children:
+    pg_lab:
+      children:
+        postgres_cluster:
+          hosts:
+            pg1: {ansible_host: 10.10.0.11}
+            pg2: {ansible_host: 10.10.0.12, ansible_port: 2222}
+        etcd_cluster:
+          hosts:
+            etcd1: {ansible_host: 10.10.0.21}
+            pg1: {}
+        balancers:
+          hosts:
+            lb1: {ansible_host: 10.10.0.31, ansible_user: root}
+"""
+
+
+def _write_inventory(tmp_path: Path, text: str = INVENTORY) -> Path:
+    path = tmp_path / "hosts.yml"
+    path.write_text(text)
+    return path
+
+
+def _check_hosts(hosts: list[Host]) -> None:
+    by_name = {h.name: h for h in hosts}
+    assert sorted(by_name) == ["etcd1", "lb1", "pg1", "pg2"]
+    assert by_name["pg1"].address == "10.10.0.11"
+    assert by_name["pg1"].groups >= {"postgres_cluster", "etcd_cluster", "pg_lab"}
+    assert by_name["pg2"].port == 2222
+    assert by_name["pg2"].user == "debian"
+    assert by_name["pg2"].key_file == "/keys/lab"
+    assert "postgres_cluster" not in by_name["etcd1"].groups
+    assert by_name["lb1"].user == "root"
+
+
+def test_inventory_through_ansible_inventory(tmp_path: Path) -> None:
+    _check_hosts(load_inventory(str(_write_inventory(tmp_path))))
+
+
+def test_inventory_yaml_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inventory, "_ansible_inventory", lambda: None)
+    _check_hosts(load_inventory(str(_write_inventory(tmp_path))))
+
+
+def test_listing_with_nested_children() -> None:
+    listing = {
+        "_meta": {"hostvars": {"a": {"ansible_host": "192.0.2.1"}}},
+        "all": {"children": ["ungrouped", "outer"]},
+        "outer": {"children": ["postgres_cluster"]},
+        "postgres_cluster": {"hosts": ["a"]},
+        "ungrouped": {"hosts": ["b"]},
+    }
+    hosts = {h.name: h for h in hosts_from_listing(listing)}
+    assert hosts["a"].groups == {"outer", "postgres_cluster"}
+    assert hosts["b"].address == "b"
+    assert hosts["b"].port == 22
+
+
+def test_commands_for_a_postgres_and_etcd_host() -> None:
+    host = Host("pg1", "10.10.0.11", user="debian",
+                groups=frozenset({"postgres_cluster", "etcd_cluster"}))  # fmt: skip
+    cmds = {c.name: c.argv for c in commands_for(host, 1000.2, 2000.7, "/etc/patroni/p.yml")}
+    assert set(cmds) == {
+        "journal-etcd", "journal-patroni", "journal-postgresql", "journal-haproxy",
+        "journal-keepalived", "patronictl-list", "patronictl-history", "etcdctl-member-list",
+    }  # fmt: skip
+    assert cmds["journal-postgresql"] == (
+        "sudo -n journalctl --no-pager -o short-iso-precise --since @1000 --until @2001"
+        " -u 'postgresql*'"
+    )
+    assert cmds["patronictl-list"] == "sudo -n patronictl -c /etc/patroni/p.yml list"
+    assert cmds["patronictl-history"] == "sudo -n patronictl -c /etc/patroni/p.yml history"
+    assert cmds["etcdctl-member-list"] == (
+        "ETCDCTL_API=3 etcdctl --endpoints=http://10.10.0.11:2379 member list -w table"
+    )
+
+
+def test_commands_for_a_root_balancer() -> None:
+    host = Host("lb1", "10.10.0.31", user="root", groups=frozenset({"balancers"}))
+    cmds = commands_for(host, 0, 10)
+    assert [c.name for c in cmds] == [
+        "journal-etcd", "journal-patroni", "journal-postgresql", "journal-haproxy",
+        "journal-keepalived",
+    ]  # fmt: skip
+    assert not any(c.argv.startswith("sudo") for c in cmds)
+
+
+def test_unreachable_host_is_reported(tmp_path: Path) -> None:
+    host = Host("dead", "127.0.0.1", user="root", port=free_port())
+    started = time.monotonic()
+    result = collect_host(host, tmp_path / "dead", 0, 10, connect_timeout=2)
+    assert time.monotonic() - started < 5
+    assert result["reachable"] is False
+    assert "refused" in result["error"].lower() or "unable to connect" in result["error"].lower()
+    assert not (tmp_path / "dead").exists()
+
+
+@pytest.mark.postgres
+def test_logs_command_skips_unreachable_hosts(
+    cli: CliRunner, tmp_path: Path, pg: LocalPostgres
+) -> None:
+    from pgchaos.cli import main
+
+    run = tmp_path / "run"
+    assert main(["load", "--rw", pg.dsn(), "--readers", "0", "--writers", "1",
+                 "--duration", "0.3", "--out", str(run), "-q"]) == 0  # fmt: skip
+    inv = _write_inventory(
+        tmp_path,
+        "all:\n  children:\n    postgres_cluster:\n      hosts:\n"
+        f"        pg1: {{ansible_host: 127.0.0.1, ansible_port: {free_port()}}}\n"
+        f"        pg2: {{ansible_host: 127.0.0.1, ansible_port: {free_port()}}}\n",
+    )
+    result = cli("logs", "--inventory", str(inv), str(run), "--connect-timeout", "2")
+    assert result.returncode == 0, result.stderr
+    assert "pg1: unreachable, skipped" in result.stdout
+    assert "pg2: unreachable, skipped" in result.stdout
+    collected = read_json(run / "logs" / "collect.json")
+    assert [h["reachable"] for h in collected["hosts"]] == [False, False]
+    meta = json.loads((run / "run.json").read_text())
+    assert collected["since"] < meta["started_at"]
+
+
+def test_logs_with_missing_inventory(cli: CliRunner, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"tool": "pgchaos", "started_at": 1.0}')
+    (run / "records.csv").write_text("")
+    result = cli("logs", "--inventory", str(tmp_path / "nope.yml"), str(run))
+    assert result.returncode == 2
+    assert "inventory" in result.stderr
