@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# The local lab: systemd containers on one Docker network, reached by Ansible over SSH
+# exactly as it would reach VMs.  Usage: scripts/lab.sh up|down|status|image
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LAB_DIR=${LAB_DIR:-$ROOT/.lab}
+NETWORK=${LAB_NETWORK:-pgchaos-lab}
+SUBNET=${LAB_SUBNET:-10.77.0.0/24}
+PREFIX=${SUBNET%.*}            # 10.77.0
+BASE_IMAGE=pgchaos-base:bookworm
+IMAGE=${LAB_IMAGE:-pgchaos-host:bookworm}
+# name:last-octet; the inventory (inventory/lab/hosts.yml) uses the same addresses.
+HOSTS=${LAB_HOSTS:-"etcd1:11 etcd2:12 etcd3:13 pg1:21 pg2:22 pg3:23 lb1:31"}
+DOCKER=${DOCKER:-docker}
+
+log() { printf '[lab] %s\n' "$*" >&2; }
+
+# The Debian mirror the control machine already uses (debootstrap's default otherwise).
+apt_mirror() {
+  local uri
+  uri=$(grep -hsE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
+          /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | grep -v security | sed -E 's/^URIs: *//; s/^deb (\[[^]]*\] )?//' \
+        | awk '{print $1}' | head -n1 || true)
+  printf '%s' "$uri"
+}
+
+build_image() {
+  if ! $DOCKER image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    command -v debootstrap >/dev/null || { log "debootstrap is missing (apt-get install debootstrap)"; exit 1; }
+    local root; root=$(mktemp -d /var/tmp/pgchaos-rootfs.XXXXXX)
+    log "debootstrap minbase bookworm into $root"
+    # shellcheck disable=SC2046
+    debootstrap --variant=minbase bookworm "$root" $(apt_mirror) >"$root.log" 2>&1 \
+      || { tail -n 20 "$root.log" >&2; exit 1; }
+    tar -C "$root" -c . | $DOCKER import - "$BASE_IMAGE" >/dev/null
+    rm -rf "$root" "$root.log"
+  fi
+  # Rebuilt whenever its recipe or the trusted CA bundle changes.
+  local context_hash current_hash
+  context_hash=$(cat "$ROOT"/scripts/lab-image/* /etc/ssl/certs/ca-certificates.crt | sha256sum | cut -c1-16)
+  current_hash=$($DOCKER image inspect -f '{{index .Config.Labels "pgchaos.context"}}' "$IMAGE" 2>/dev/null || true)
+  if [ "$current_hash" != "$context_hash" ]; then
+    log "building $IMAGE"
+    local ctx; ctx=$(mktemp -d)
+    cp "$ROOT"/scripts/lab-image/* "$ctx"/
+    cp /etc/ssl/certs/ca-certificates.crt "$ctx/control-ca-bundle.crt"
+    $DOCKER build -q --build-arg BASE="$BASE_IMAGE" --label pgchaos.context="$context_hash" \
+      -t "$IMAGE" "$ctx" >/dev/null
+    rm -rf "$ctx"
+  fi
+}
+
+ensure_network() {
+  local current
+  current=$($DOCKER network inspect -f '{{range .IPAM.Config}}{{.Subnet}}{{end}}' "$NETWORK" 2>/dev/null || true)
+  if [ -n "$current" ] && [ "$current" != "$SUBNET" ]; then
+    log "network $NETWORK has subnet $current, not $SUBNET: recreating it"
+    remove_containers
+    $DOCKER network rm "$NETWORK" >/dev/null
+    current=""
+  fi
+  if [ -z "$current" ]; then
+    $DOCKER network create --subnet "$SUBNET" --label pgchaos.lab=1 "$NETWORK" >/dev/null
+  fi
+}
+
+ensure_key() {
+  mkdir -p "$LAB_DIR/ssh"
+  chmod 0700 "$LAB_DIR" "$LAB_DIR/ssh"
+  [ -f "$LAB_DIR/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C pgchaos-lab -f "$LAB_DIR/ssh/id_ed25519"
+}
+
+start_host() {
+  local name=$1 ip=$2 cname="pgchaos-$1" state
+  state=$($DOCKER inspect -f '{{.State.Status}}' "$cname" 2>/dev/null || true)
+  case "$state" in
+    running) return 0 ;;
+    "") ;;
+    *) log "starting stopped $cname"; $DOCKER start "$cname" >/dev/null; return 0 ;;
+  esac
+  log "creating $cname ($ip)"
+  $DOCKER run -d --name "$cname" --hostname "$name" --label pgchaos.lab=1 \
+    --network "$NETWORK" --ip "$ip" \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --cgroupns=private --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 \
+    "$IMAGE" >/dev/null
+  # A new container has new host keys: forget the old ones for its address.
+  ssh-keygen -q -f "$LAB_DIR/ssh/known_hosts" -R "$ip" >/dev/null 2>&1 || true
+}
+
+# Idempotent: the lab's key replaces whatever the host had.
+authorize_key() {
+  $DOCKER exec -i "$1" sh -c 'install -d -m 0700 /root/.ssh && cat > /root/.ssh/authorized_keys' \
+    < "$LAB_DIR/ssh/id_ed25519.pub"
+}
+
+wait_ssh() {
+  local ip deadline=$((SECONDS + 60))
+  for ip in "$@"; do
+    until ssh -q -i "$LAB_DIR/ssh/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 \
+          -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile="$LAB_DIR/ssh/known_hosts" \
+          "root@$ip" true 2>/dev/null; do
+      [ $SECONDS -lt $deadline ] || { log "no SSH on $ip after 60 s"; exit 1; }
+      sleep 0.5
+    done
+  done
+}
+
+remove_containers() {
+  local ids
+  ids=$($DOCKER ps -aq --filter label=pgchaos.lab=1)
+  [ -z "$ids" ] || $DOCKER rm -f $ids >/dev/null
+}
+
+up() {
+  build_image
+  ensure_network
+  ensure_key
+  local entry ips=()
+  for entry in $HOSTS; do
+    start_host "${entry%%:*}" "$PREFIX.${entry##*:}"
+    authorize_key "pgchaos-${entry%%:*}"
+    ips+=("$PREFIX.${entry##*:}")
+  done
+  wait_ssh "${ips[@]}"
+  log "lab up: ${#ips[@]} hosts on $NETWORK ($SUBNET)"
+}
+
+down() {
+  remove_containers
+  $DOCKER network rm "$NETWORK" >/dev/null 2>&1 || true
+  rm -f "$LAB_DIR/client.env" "$LAB_DIR/ssh/known_hosts"
+  log "lab removed"
+}
+
+status() {
+  $DOCKER ps -a --filter label=pgchaos.lab=1 --format 'table {{.Names}}\t{{.Status}}'
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  image) build_image ;;
+  *) echo "usage: $0 up|down|status|image" >&2; exit 2 ;;
+esac
