@@ -136,11 +136,13 @@ class Worker(threading.Thread):
         # monotonic start of the server interaction in progress (0: none); read by the watchdog
         self.busy_since = 0.0
         self.aborted = False
-        table = table_ident(config.table)
-        self.insert_sql = sql.SQL(
-            "insert into {} (id, run_id, writer, seq, payload) values (%s, %s, %s, %s, %s)"
-        ).format(table)
-        self.read_sql = sql.SQL("select exists (select 1 from {} where id = %s)").format(table)
+        # Rendered to plain strings once: psycopg caches the parsing of string
+        # queries, while a Composed object would be rendered again on every call.
+        table = table_ident(config.table).as_string(None)
+        self.insert_sql = (
+            f"insert into {table} (id, run_id, writer, seq, payload) values (%s, %s, %s, %s, %s)"
+        )
+        self.read_sql = f"select exists (select 1 from {table} where id = %s)"
         self.payload = "x" * config.payload_size
 
     # -- connection handling ------------------------------------------------

@@ -1,0 +1,4 @@
+-- pgbench twin of a pgchaos writer: one autocommitted insert with a random uuid.
+\set seq random(1, 1000000000)
+insert into pgchaos_ledger (id, run_id, writer, seq, payload)
+  values (gen_random_uuid(), 'pgbench', :client_id, :seq, repeat('x', 64));
