@@ -58,20 +58,23 @@ def run_pgchaos(
     ]  # fmt: skip
     proc = subprocess.Popen(cmd)
     samples: list[float] = []
+    done = threading.Event()
 
     def sample() -> None:
         # RSS over time shows whether memory stays flat while records pile up;
         # the first seconds are interpreter start-up, not the workload.
+        # Never poll() here: that could reap the child before os.wait4 gets its rusage.
         time.sleep(2.0)
-        while proc.poll() is None:
+        while not done.is_set():
             rss = _rss_mb(proc.pid)
             if rss is not None:
                 samples.append(rss)
-            time.sleep(1.0)
+            done.wait(1.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     sampler.join()
     if proc.returncode != 0:
@@ -100,23 +103,34 @@ def run_pgchaos(
 def run_pgbench(
     pg: LocalPostgres, scenario: str, writers: int, readers: int, duration: float
 ) -> Measure:
-    scripts = [f"{HERE / 'bench' / 'insert.sql'}@{writers}"] if writers else []
-    if readers:
-        scripts.append(f"{HERE / 'bench' / 'select.sql'}@{readers}")
-    cmd = [
-        str(PG_BIN / "pgbench"), "-n", "-M", "prepared",
-        "-c", str(writers + readers), "-j", str(min(2, writers + readers)),
-        "-T", str(int(duration)),
-        "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, pg.dbname,
-    ]  # fmt: skip
-    for script in scripts:
-        cmd += ["-f", script]
+    """Writers and readers as two concurrent pgbench processes, like pgchaos's two pools.
+
+    (One pgbench with weighted scripts would make every client alternate between
+    inserts and reads, so reads would wait behind commits, unlike pgchaos readers.)
+    """
+    pools = [(n, HERE / "bench" / name) for n, name in ((writers, "insert.sql"), (readers,
+             "select.sql")) if n]  # fmt: skip
     env = {**os.environ, "PGPASSWORD": pg.password}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", proc.stdout)
-    if proc.returncode != 0 or not match:
-        raise SystemExit(f"pgbench failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return Measure(scenario, "pgbench", str(writers + readers), float(match.group(1)))
+    procs = []
+    for clients, script in pools:
+        cmd = [
+            str(PG_BIN / "pgbench"), "-n", "-M", "prepared", "-f", str(script),
+            "-c", str(clients), "-j", str(min(2, clients)), "-T", str(round(duration)),
+            "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, pg.dbname,
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            )
+        )
+    total = 0.0
+    for proc in procs:
+        out, err = proc.communicate()
+        match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+        if proc.returncode != 0 or not match:
+            raise SystemExit(f"pgbench failed: {err.strip() or out.strip()}")
+        total += float(match.group(1))
+    return Measure(scenario, "pgbench", f"{writers}w+{readers}r", total)
 
 
 def main() -> int:
