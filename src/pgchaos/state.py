@@ -53,7 +53,9 @@ class StateTracker:
         state = self._states[endpoint]
         return state.status, state.identity
 
-    def success(self, endpoint: str, identity: Identity, started: float) -> None:
+    def success(
+        self, endpoint: str, identity: Identity, started: float, finished: float | None = None
+    ) -> None:
         state = self._states[endpoint]
         if state.status == UP and (
             state.identity == identity or endpoint not in self._follow_identity
@@ -63,7 +65,7 @@ class StateTracker:
             # An operation that was in flight when trouble began proves nothing.
             return
         with self._lock:
-            now = time.time()
+            now = time.time() if finished is None else finished
             if state.status == STARTING:
                 self._emit(f"{endpoint}: up, served by {identity.describe()}")
             elif state.status != UP:
@@ -77,7 +79,7 @@ class StateTracker:
             state.identity = identity
             state.announced.clear()
 
-    def failure(self, endpoint: str, error_class: str, message: str) -> None:
+    def failure(self, endpoint: str, error_class: str, message: str, started: float) -> None:
         state = self._states[endpoint]
         if error_class in state.announced:
             return
@@ -85,7 +87,9 @@ class StateTracker:
             if error_class in state.announced:
                 return
             if state.status in (UP, STARTING):
-                state.since = time.time()
+                # The outage began when the failed operation was sent, not when it
+                # finally failed (a hung server takes seconds to give up on).
+                state.since = started
             wording = describe(error_class)
             if error_class == OTHER:
                 wording = f"error: {message}"

@@ -179,7 +179,7 @@ class Worker(threading.Thread):
         self.errors += 1
         self.identity = Identity()
         self._put(started, "connect", latency, FAILED, error_class, "", "", None, message)
-        self.tracker.failure(self.endpoint, error_class, message)
+        self.tracker.failure(self.endpoint, error_class, message, started)
         self.backoff = min(self.config.max_backoff, max(0.05, self.backoff * 2))
 
     def _refresh_identity(self) -> None:
@@ -321,7 +321,7 @@ class Worker(threading.Thread):
             self._put(
                 started, kind or self.kind, latency_ms, FAILED, error_class, "", "", None, message
             )
-        self.tracker.failure(self.endpoint, error_class, message)
+        self.tracker.failure(self.endpoint, error_class, message, started)
         if broken or error_class == READ_ONLY:
             # A read-only answer on the rw endpoint means we sit on a demoted or
             # wrong node: reconnect so routing (or target_session_attrs) can move us.

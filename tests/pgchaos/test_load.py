@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -219,3 +221,68 @@ def _epoch(text: str) -> float:
     from pgchaos.rundir import parse_time
 
     return parse_time(text)
+
+
+def test_ctrl_c_ends_the_run_cleanly(pg: LocalPostgres, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = start_cli(
+        tmp_path, "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "2",
+        "--readers", "1", "--out", str(out),
+    )  # fmt: skip
+    wait_for_records(out, minimum=20)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    meta = read_json(out / "run.json")
+    assert meta["status"] == "interrupted"
+    assert meta["ended_at"]
+    assert meta["counts"]["records"] == len(records(out)) > 20
+    assert "done:" in stdout
+
+
+def _postgres_pids(pg: LocalPostgres) -> list[int]:
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_hung_server_does_not_freeze_the_tool(running_pg: LocalPostgres, tmp_path: Path) -> None:
+    """SIGSTOP every server process: the kernel still accepts connections, nobody answers."""
+    pg = running_pg
+    out = tmp_path / "run"
+    proc = start_cli(
+        tmp_path, "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "2",
+        "--readers", "1", "--rate", "20", "--duration", "9", "--out", str(out),
+        "--statement-timeout", "1", "--connect-timeout", "2", "--max-backoff", "0.3",
+    )  # fmt: skip
+    wait_for_records(out, minimum=20)
+    pids = _postgres_pids(pg)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(4.5)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    writes = [r for r in records(out) if r["kind"] == "write"]
+    hung = [r for r in writes if r["error_class"] == "timeout"]
+    # Each writer's blocked insert was cut by the watchdog after statement timeout + 2 s.
+    assert len(hung) >= 2, writes
+    assert {r["outcome"] for r in hung} == {"in_doubt"}
+    assert all(2900 <= float(r["latency_ms"]) <= 4500 for r in hung), hung
+    assert "rw: timeout" in stdout
+    assert "rw: back" in stdout
+    ok_after = [
+        r for r in writes if r["outcome"] == "ok" and float(r["time"]) > float(hung[-1]["time"])
+    ]
+    assert ok_after, "writes never recovered after the server was resumed"

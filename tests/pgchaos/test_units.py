@@ -143,14 +143,16 @@ def test_state_tracker_lines() -> None:
     b = Identity("10.0.0.2:5432", "primary", "2")
     tracker.success("rw", a, 1.0)
     tracker.success("rw", a, 2.0)
-    tracker.failure("rw", classify.CONNECTION_LOST, "server closed the connection")
-    tracker.failure("rw", classify.CONNECTION_LOST, "again")
+    tracker.failure("rw", classify.CONNECTION_LOST, "server closed the connection", 10.0)
+    tracker.failure("rw", classify.CONNECTION_LOST, "again", 11.0)
     tracker.success("rw", a, 0.0)  # was in flight before the failure: not "back"
-    tracker.failure("rw", classify.REFUSED, "refused")
-    tracker.success("rw", b, 1e12)
-    tracker.success("rw", b, 1e12)
+    tracker.failure("rw", classify.REFUSED, "refused", 12.0)
+    tracker.success("rw", b, 23.5, 23.6)
+    tracker.success("rw", b, 24.0)
     assert lines[0] == "rw: up, served by 10.0.0.1:5432 (primary, timeline 1)"
     assert lines[1] == "rw: connection lost (failover in progress?)"
     assert lines[2] == "rw: connection refused"
-    assert lines[3].startswith("rw: back, served by 10.0.0.2:5432 (primary, timeline 2), after ")
+    assert lines[3].startswith(
+        "rw: back, served by 10.0.0.2:5432 (primary, timeline 2), after 13.6 s"
+    )
     assert len(lines) == 4
