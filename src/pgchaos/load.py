@@ -228,17 +228,13 @@ class _StatusLine:
             elif endpoint not in self._last:
                 self._last[endpoint] = (now, ok)
             state, _ = self.tracker.current(endpoint)
-            parts.append(
-                f"{endpoint} {self._rates.get(endpoint, 0.0):6.0f} ops/s {errors} err [{state}]"
-            )
-        _, rw_ident = (
-            self.tracker.current("rw")
-            if any(w.endpoint == "rw" for w in self.workers)
-            else ("", None)
-        )
-        if rw_ident is not None and rw_ident.server:
-            parts.append(f"primary {rw_ident.describe()}")
+            parts.append(f"{endpoint} {self._rates.get(endpoint, 0.0):.0f}/s err {errors} {state}")
+        if any(w.endpoint == "rw" for w in self.workers):
+            _, ident = self.tracker.current("rw")
+            if ident.server:
+                timeline = f" tl {ident.timeline}" if ident.timeline else ""
+                parts.append(f"primary {ident.server}{timeline}")
         elapsed = time.time() - self.started
-        total = f"/{self.duration:.0f}s" if self.duration else ""
-        parts.append(f"{self.ledger.count} records  {elapsed:.0f}s{total}")
+        total = f"/{self.duration:.0f}" if self.duration else ""
+        parts.append(f"{self.ledger.count} rec {elapsed:.0f}{total} s")
         return " | ".join(parts)
