@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import paramiko
 import pytest
 from chaoshelpers import read_json
 from conftest import CliRunner
@@ -150,3 +151,53 @@ def test_logs_with_missing_inventory(cli: CliRunner, tmp_path: Path) -> None:
     result = cli("logs", "--inventory", str(tmp_path / "nope.yml"), str(run))
     assert result.returncode == 2
     assert "inventory" in result.stderr
+
+
+def test_collect_over_ssh_from_a_reachable_host(tmp_path: Path) -> None:
+    """The real paramiko path against an in-process SSH server on 127.0.0.1."""
+    from fake_sshd import FakeSSHD
+
+    key = paramiko.ECDSAKey.generate()
+    key_file = tmp_path / "id_lab"
+    key.write_private_key_file(str(key_file))
+
+    def respond(command: str) -> tuple[int, bytes, bytes]:
+        if "patronictl" in command:
+            return 1, b"", b"sudo: a password is required\n"
+        return 0, f"output of: {command}\n".encode(), b""
+
+    sshd = FakeSSHD(key, "debian", respond)
+    try:
+        host = Host("pg1", "127.0.0.1", user="debian", port=sshd.port, key_file=str(key_file),
+                    groups=frozenset({"postgres_cluster", "etcd_cluster"}))  # fmt: skip
+        result = collect_host(host, tmp_path / "logs" / "pg1", 100, 200, connect_timeout=5)
+    finally:
+        sshd.close()
+    assert result["reachable"] is True, result
+    statuses = {c["name"]: c["exit_status"] for c in result["commands"]}
+    assert statuses["patronictl-list"] == 1
+    assert statuses["journal-patroni"] == 0
+    assert len(sshd.commands) == len(statuses) == 8
+    target = tmp_path / "logs" / "pg1"
+    journal = (target / "journal-patroni.txt").read_text()
+    assert journal.startswith("output of: sudo -n journalctl --no-pager")
+    assert "--since @100 --until @201 -u patroni" in journal
+    assert (target / "patronictl-list.stderr.txt").read_text() == "sudo: a password is required\n"
+    assert (target / "etcdctl-member-list.txt").read_text().startswith("output of: ETCDCTL_API=3")
+
+
+def test_rejected_key_is_reported_not_fatal(tmp_path: Path) -> None:
+    from fake_sshd import FakeSSHD
+
+    wrong = paramiko.ECDSAKey.generate()
+    wrong.write_private_key_file(str(tmp_path / "wrong"))
+    sshd = FakeSSHD(paramiko.ECDSAKey.generate(), "debian", lambda c: (0, b"", b""))
+    try:
+        host = Host("pg1", "127.0.0.1", user="debian", port=sshd.port,
+                    key_file=str(tmp_path / "wrong"))  # fmt: skip
+        result = collect_host(host, tmp_path / "pg1", 0, 1, connect_timeout=5)
+    finally:
+        sshd.close()
+    assert result["reachable"] is False
+    assert result["error"].startswith(("AuthenticationException", "SSHException"))
+    assert sshd.commands == []
