@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # no display on lab machines or CI; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import FormatStrFormatter
 
 from pgchaos import rundir
 from pgchaos.errors import UsageError
@@ -169,13 +170,20 @@ def _latency(data: RunData, summary: dict[str, Any], events: list[Event], out: P
         bins, lat = bins[order], lat[order]
         keys, starts = np.unique(bins, return_index=True)
         groups = np.split(lat, starts[1:])
-        p50 = [np.percentile(g, 50) for g in groups]
-        p99 = [np.percentile(g, 99) for g in groups]
-        x = keys * width
+        # Bins without a success stay NaN so the lines break across outages
+        # instead of drawing a reassuring slope through them.
+        nbins = int(keys.max()) + 1
+        p50 = np.full(nbins, np.nan)
+        p99 = np.full(nbins, np.nan)
+        p50[keys] = [np.percentile(g, 50) for g in groups]
+        p99[keys] = [np.percentile(g, 99) for g in groups]
+        x = np.arange(nbins) * width + width / 2
         ax.plot(x, p50, color=COLORS[endpoint], lw=1, label=f"{endpoint} p50")
         ax.plot(x, p99, color=COLORS[endpoint], lw=1, ls="--", label=f"{endpoint} p99")
     _decorate(ax, summary, events, data.start)
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set(title="Latency of successful operations", xlabel="seconds since start", ylabel="ms")
     ax.set_xlim(0, max(data.end - data.start, 1))
     _legend(ax, "upper left")
