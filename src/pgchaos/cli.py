@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -101,6 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pgchaos: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # Files and sockets outside our control (permissions, full disk, ...).
+        print(f"pgchaos: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        if os.environ.get("PGCHAOS_DEBUG"):
+            raise
+        print(
+            f"pgchaos: internal error: {type(exc).__name__}: {exc} "
+            "(set PGCHAOS_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _dispatch(args: argparse.Namespace) -> int:

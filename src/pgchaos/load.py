@@ -163,12 +163,15 @@ def run_load(opts: LoadOptions) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        # A second Ctrl-C during shutdown must not cost the records still queued.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop.set()
         console.stop_status()
         for worker in workers:
             worker.join(timeout=config.op_timeout + opts.connect_timeout + 2)
         ledger.close()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         ended = time.time()
         meta.update(
             status="interrupted" if interrupted else "finished",

@@ -6,6 +6,7 @@ fact and must never cost the run its other results.
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -67,14 +68,15 @@ def commands_for(
 
 def _connect(host: Host, timeout: float) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
-    client.load_system_host_keys()
-    # Lab hosts are recreated all the time, so their keys cannot be known in advance.
+    # Lab hosts are recreated all the time, so their host keys cannot be known in
+    # advance and stale known_hosts entries must not block log collection.  Key
+    # authentication still keeps an impostor from getting in with our identity.
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
     client.connect(
         hostname=host.address,
         port=host.port,
         username=host.user,
-        key_filename=host.key_file,
+        key_filename=os.path.expanduser(host.key_file) if host.key_file else None,
         password=host.password,
         timeout=timeout,
         banner_timeout=timeout,

@@ -125,7 +125,7 @@ def _throughput(data: RunData, summary: dict[str, Any], events: list[Event], out
 def _errors(data: RunData, summary: dict[str, Any], events: list[Event], out: Path) -> None:
     width = _bin_width(data)
     edges = np.arange(0.0, data.end - data.start + width, width)
-    endpoints = list(summary["per_endpoint"])
+    endpoints = list(summary["per_endpoint"]) or ["rw"]  # an empty run still gets a plot
     fig, axes = plt.subplots(len(endpoints), 1, figsize=(11, 2.4 * len(endpoints)), squeeze=False)
     rel = data.finish - data.start
     for ax, endpoint in zip(axes[:, 0], endpoints, strict=True):

@@ -32,14 +32,14 @@ def run(pg: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _assert_rendered(run_dir: Path) -> str:
+def _assert_rendered(run_dir: Path, min_size: int = 5000) -> str:
     html = (run_dir / "report.html").read_text()
     assert html.startswith("<!doctype html>")
     assert html.count("data:image/png;base64,") == len(PLOTS)
     for name in PLOTS:
         png = run_dir / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-        assert png.stat().st_size > 5000, name
+        assert png.stat().st_size > min_size, name
     return html
 
 
@@ -161,3 +161,13 @@ def test_window_arithmetic(tmp_path: Path) -> None:
     assert ro_window["recovered"] is False
     assert ro_window["start_s"] == 0.0
     assert ro_window["end_s"] == 20.0
+
+
+def test_report_of_a_run_without_records(tmp_path: Path, cli: CliRunner) -> None:
+    """A run that ended before its first operation still gets a (empty) report."""
+    _write_run(tmp_path / "run", [])
+    result = cli("report", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    html = _assert_rendered(tmp_path / "run", min_size=1000)
+    assert "No operations recorded." in html
+    assert read_json(tmp_path / "run" / "summary.json")["records"] == 0
