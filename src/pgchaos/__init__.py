@@ -12,6 +12,19 @@ Commands (see ``pgchaos --help``):
 ``pgchaos logs --inventory INV RUN``
     Collects journald logs, ``patronictl`` and ``etcdctl`` output over SSH.
 
+Typical use::
+
+    pgchaos load --duration 10m                 # endpoints from .lab/client.env
+    pgchaos load --rw 'host=10.0.0.10 port=5000 user=app' --ro 'host=10.0.0.10 port=5001 user=app' \
+                 --writers 4 --readers 2 --rate 50 --out runs/primary-kill
+    pgchaos verify runs/primary-kill            # exit 1 if an acknowledged write was lost
+    pgchaos report runs/primary-kill            # summary.json, plots/*.png, report.html
+    pgchaos logs --inventory inventory/lab.yml runs/primary-kill
+
+``--rate`` is per worker (writers and readers alike); ``--rate 0`` runs as fast as
+possible.  Bad input (unparsable DSN, unreachable endpoint at start, missing or
+damaged run folder, unusable ``--out``) ends with one line on stderr and exit 2.
+
 Run folder layout
 -----------------
 ``run.json``

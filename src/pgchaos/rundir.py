@@ -17,7 +17,13 @@ EVENTS_FILE = "events.jsonl"
 
 
 def default_out() -> Path:
-    return Path("runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    """runs/<UTC timestamp>, with a suffix when two runs start within the same second."""
+    base = Path("runs") / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def check_out(path: Path) -> None:
