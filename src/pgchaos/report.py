@@ -279,6 +279,12 @@ def render_html(summary: dict[str, Any], plots: list[Path]) -> str:
                 f"<td>{esc(p['timeline'])}</td><td>{p['from_s']}</td><td>{p['to_s']}</td>"
                 f"<td>{p['ops']}</td></tr>"
             )
+    changes = [
+        f"<tr><td>{endpoint}</td><td>{c['at_s']}</td><td>{esc(c['from'])}</td>"
+        f"<td>{esc(c['to'])}</td></tr>"
+        for endpoint, f in summary["per_endpoint"].items()
+        for c in f["server_changes"]
+    ]
     events = [
         f"<tr><td>{esc(e['time'])}</td><td>{e['at_s']}</td><td>{esc(e['action'])}</td>"
         f"<td>{esc(e['target'])}</td><td>{esc(e['scenario'] or '')}</td>"
@@ -352,6 +358,8 @@ failures).</p>
             "None: every operation succeeded.",
         )
     }
+<h2>Server changes (failovers)</h2>
+{table(["endpoint", "at s", "from", "to"], changes, "None: every endpoint kept its server.")}
 <h2>Servers</h2>
 {table(["endpoint", "server", "role", "timeline", "from s", "to s", "ops"], servers, "None.")}
 <h2>Events</h2>
@@ -381,6 +389,8 @@ def run_report(run_dir: Path, *, quiet: bool = False) -> int:
     if not quiet:
         for endpoint, f in summary["per_endpoint"].items():
             p50, p99 = f["latency_ms"]["p50"], f["latency_ms"]["p99"]
+            for change in f["server_changes"]:
+                print(f"{endpoint}: at {change['at_s']} s {change['from']} -> {change['to']}")
             print(
                 f"{endpoint}: {f['operations']} ops, longest unavailability "
                 f"{f['longest_unavailability_s']} s, error time {f['total_error_time_s']} s, "

@@ -209,6 +209,23 @@ def server_periods(data: RunData, endpoint: str) -> list[dict[str, Any]]:
     return periods
 
 
+def server_changes(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Moments the endpoint started being answered by another server or timeline (failovers)."""
+    changes = []
+    for before, after in itertools.pairwise(periods):
+        key_before = (before["server"], before["timeline"])
+        key_after = (after["server"], after["timeline"])
+        if key_before != key_after:
+            changes.append(
+                {
+                    "at_s": after["from_s"],
+                    "from": f"{before['server']} (timeline {before['timeline'] or '?'})",
+                    "to": f"{after['server']} (timeline {after['timeline'] or '?'})",
+                }
+            )
+    return changes
+
+
 def _percentile(values: FloatArray, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if len(values) else None
 
@@ -222,6 +239,7 @@ def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
     connects = mask & (data.kind == KINDS.index("connect"))
     failed_connects = connects & (data.outcome != OUTCOMES.index(OK))
     wins = windows(data, endpoint)
+    periods = server_periods(data, endpoint)
     latencies = data.latency_ms[ok]
     lags = data.lag_ms[ok & ~np.isnan(data.lag_ms)]
     errors = mask & (data.error_class != 0)
@@ -245,7 +263,8 @@ def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
             "p99": _percentile(lags, 99),
             "max": round(float(lags.max()), 3) if len(lags) else None,
         },
-        "servers": server_periods(data, endpoint),
+        "servers": periods,
+        "server_changes": server_changes(periods),
     }
 
 

@@ -157,6 +157,9 @@ def test_window_arithmetic(tmp_path: Path) -> None:
         ("10.0.0.1:5432", "1"),  # split by the outage
         ("10.0.0.2:5432", "2"),
     ]
+    assert rw["server_changes"] == [
+        {"at_s": 12.51, "from": "10.0.0.1:5432 (timeline 1)", "to": "10.0.0.2:5432 (timeline 2)"}
+    ]
     (ro_window,) = summary["per_endpoint"]["ro"]["unavailability_windows"]
     assert ro_window["recovered"] is False
     assert ro_window["start_s"] == 0.0
