@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chaoshelpers import CliRunner, Result, clean_env
 
 from pgchaos.localpg import LocalPostgres, LocalPostgresError
 
@@ -39,21 +37,6 @@ def running_pg(pg: LocalPostgres) -> Iterator[LocalPostgres]:
         pg.start()
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-CliRunner = Callable[..., Result]
-
-
-def _clean_env() -> dict[str, str]:
-    # PG* variables of whoever runs the tests must not leak into the tool.
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-
-
 @pytest.fixture
 def cli(tmp_path: Path) -> CliRunner:
     """Run ``python -m pgchaos ...`` in a scratch working directory."""
@@ -65,31 +48,9 @@ def cli(tmp_path: Path) -> CliRunner:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**_clean_env(), **(env or {})},
+            env={**clean_env(), **(env or {})},
             check=False,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
-
-
-def start_cli(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pgchaos", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_clean_env(),
-    )
-
-
-def wait_for_records(run_dir: Path, minimum: int = 5, timeout: float = 15) -> None:
-    """Block until the run has written some records (the workload is really going)."""
-    deadline = time.monotonic() + timeout
-    path = run_dir / "records.csv"
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().count("\n") > minimum:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no records appeared in {path}")

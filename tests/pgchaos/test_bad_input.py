@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chaoshelpers import assert_one_line_error
-from conftest import CliRunner
+from chaoshelpers import CliRunner, assert_one_line_error
 
 from pgchaos.localpg import LocalPostgres, free_port
 
@@ -140,7 +140,7 @@ def test_missing_run_folder(cli: CliRunner, tmp_path: Path, command: str) -> Non
     assert "does not exist" in result.stderr
 
 
-DAMAGE = {
+DAMAGE: dict[str, Callable[[Path], object]] = {
     "run.json garbage": lambda run: (run / "run.json").write_text("{not json"),
     "run.json missing": lambda run: (run / "run.json").unlink(),
     "run.json foreign": lambda run: (run / "run.json").write_text('{"hello": 1}'),

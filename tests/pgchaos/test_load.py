@@ -10,8 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chaoshelpers import read_json, records
-from conftest import CliRunner, start_cli, wait_for_records
+from chaoshelpers import CliRunner, read_json, records, start_cli, wait_for_records
 
 from pgchaos.localpg import PG_BIN, LocalPostgres
 from pgchaos.workload import ensure_schema

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from chaoshelpers import read_json
-from conftest import CliRunner
+from chaoshelpers import CliRunner, read_json
 
 from pgchaos import inventory
 from pgchaos.inventory import Host, hosts_from_listing, load_inventory

@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from chaoshelpers import read_json
-from conftest import CliRunner
+from chaoshelpers import CliRunner, read_json
 
 from pgchaos.ledger import FIELDS
 from pgchaos.localpg import LocalPostgres
