@@ -1,0 +1,71 @@
+"""Preflight stops a bad inventory before anything is changed, with a message naming the fault.
+
+Every inventory here points at the control machine itself over the local connection:
+preflight only reads, so nothing outside the test is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INVENTORIES = Path(__file__).parent / "inventories"
+PLAYBOOK = ROOT / "playbooks" / "preflight.yml"
+
+
+def run_preflight(inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "-i",
+            str(INVENTORIES / inventory),
+            str(PLAYBOOK),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_a_sound_inventory_passes() -> None:
+    result = run_preflight("good.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "failed=0" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("inventory", "extra", "message"),
+    [
+        ("even_etcd.yml", [], "etcd_cluster has 2 host(s): use an odd number"),
+        ("single_etcd.yml", [], "A single etcd node is only accepted with etcd_allow_single_node=true"),
+        ("duplicate_address.yml", [], "These addresses stand for more than one inventory host: ['127.0.0.12']"),
+        ("missing_group.yml", [], "The inventory needs the groups etcd_cluster, postgres_cluster and balancers"),
+        (
+            "good.yml",
+            ["-e", "ansible_distribution=Ubuntu", "-e", "ansible_distribution_major_version=20"],
+            "pgchaos supports Debian 12 (bookworm)",
+        ),
+        ("good.yml", ["-e", "etcd_client_port=abc"], "argument 'etcd_client_port' is of type str"),
+        ("good.yml", ["-e", "patroni_install_method=docker"], "patroni_install_method must be one of: pip, package"),
+        ("good.yml", ["-e", "chaos_allowed=maybe"], "chaos_allowed must be true or false"),
+    ],
+)
+def test_a_bad_inventory_stops_with_a_clear_message(inventory: str, extra: list[str], message: str) -> None:
+    result = run_preflight(inventory, *extra)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert message in result.stdout, result.stdout[-3000:]
+
+
+def test_a_single_etcd_node_is_accepted_when_asked_for() -> None:
+    result = run_preflight("single_etcd.yml", "-e", "etcd_allow_single_node=true")
+    assert result.returncode == 0, result.stdout[-3000:]
