@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,9 +33,46 @@ def _ansible_inventory() -> str | None:
     return shutil.which("ansible-inventory")
 
 
-def hosts_from_listing(listing: dict[str, Any]) -> list[Host]:
+_TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def render(value: Any, context: dict[str, Any]) -> Any:
+    """Resolve ``{{ name }}`` references to plain variables, as Ansible would.
+
+    ``ansible-inventory --list`` leaves Jinja templates such as
+    ``{{ inventory_dir }}/../.lab/ssh/id_ed25519`` unrendered; only simple names
+    are resolved here, anything fancier is left as it is.
+    """
+    if not isinstance(value, str):
+        return value
+    for _ in range(5):  # variables may refer to variables, a few levels deep
+        rendered = _TEMPLATE.sub(
+            lambda m: (
+                str(context[m.group(1)])
+                if isinstance(context.get(m.group(1)), str | int)
+                else m.group(0)
+            ),
+            value,
+        )
+        if rendered == value:
+            break
+        value = rendered
+    return value
+
+
+def hosts_from_listing(listing: dict[str, Any], inventory: str | None = None) -> list[Host]:
     """Hosts from the JSON of ``ansible-inventory --list`` (groups nest through children)."""
     hostvars: dict[str, dict[str, Any]] = listing.get("_meta", {}).get("hostvars", {})
+    if inventory is not None:
+        path = Path(inventory).resolve()
+        magic = {
+            "inventory_dir": str(path if path.is_dir() else path.parent),
+            "inventory_file": str(path),
+        }
+        hostvars = {
+            name: {k: render(v, {**magic, **hv}) for k, v in hv.items()}
+            for name, hv in hostvars.items()
+        }
     memberships: dict[str, set[str]] = {}
 
     def walk(group: str, ancestors: tuple[str, ...]) -> None:
@@ -64,38 +103,83 @@ def _host(name: str, hv: dict[str, Any], groups: set[str]) -> Host:
         address=str(hv.get("ansible_host") or name),
         user=hv.get("ansible_user") or hv.get("ansible_ssh_user"),
         port=port_number,
-        key_file=hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file"),
+        key_file=_path(
+            hv.get("ansible_ssh_private_key_file") or hv.get("ansible_private_key_file")
+        ),
         password=hv.get("ansible_password") or hv.get("ansible_ssh_pass"),
         groups=frozenset(groups - {"all"}),
     )
 
 
-def _yaml_listing(path: Path) -> dict[str, Any]:
-    """Turn a static YAML inventory into the shape of ``ansible-inventory --list``."""
+def _path(value: Any) -> str | None:
+    if not value:
+        return None
+    return os.path.normpath(os.path.expanduser(str(value)))
+
+
+def _load_yaml(path: Path) -> Any:
     import yaml  # noqa: PLC0415 - only needed without ansible
 
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"inventory {path}: cannot parse: {exc}") from None
-    if not isinstance(doc, dict):
-        raise UsageError(f"inventory {path}: not a YAML inventory")
-    listing: dict[str, Any] = {"_meta": {"hostvars": {}}}
-    hostvars = listing["_meta"]["hostvars"]
 
-    def add(name: str, body: Any, inherited: dict[str, Any]) -> None:
+
+def _yaml_listing(path: Path) -> dict[str, Any]:
+    """Turn a static YAML inventory (file or directory) into ``ansible-inventory --list`` shape.
+
+    A simplified stand-in for when ansible is not installed: group_vars/ and
+    host_vars/ beside the inventory are applied (host > group > all), inline
+    vars of parent groups are inherited.
+    """
+    sources = (
+        sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+        if path.is_dir()
+        else [path]
+    )
+    listing: dict[str, Any] = {"_meta": {"hostvars": {}}}
+    hostvars: dict[str, dict[str, Any]] = listing["_meta"]["hostvars"]
+    groups_of: dict[str, list[str]] = {}
+
+    def add(name: str, body: Any, inherited: dict[str, Any], chain: list[str]) -> None:
         body = body or {}
         group_vars = {**inherited, **(body.get("vars") or {})}
         entry = listing.setdefault(name, {"hosts": [], "children": []})
         for host, hv in (body.get("hosts") or {}).items():
             entry["hosts"].append(host)
             hostvars.setdefault(host, {}).update({**group_vars, **(hv or {})})
+            groups_of.setdefault(host, []).extend([*chain, name])
         for child, child_body in (body.get("children") or {}).items():
             entry["children"].append(child)
-            add(child, child_body, group_vars)
+            add(child, child_body, group_vars, [*chain, name])
 
-    for name, body in doc.items():
-        add(name, body, {})
+    for source in sources:
+        doc = _load_yaml(source)
+        if not isinstance(doc, dict):
+            raise UsageError(f"inventory {source}: not a YAML inventory")
+        for name, body in doc.items():
+            add(name, body, {}, [])
+
+    base = path if path.is_dir() else path.parent
+
+    def vars_file(folder: str, name: str) -> dict[str, Any]:
+        for ext in (".yml", ".yaml"):
+            candidate = base / folder / f"{name}{ext}"
+            if candidate.is_file():
+                loaded = _load_yaml(candidate)
+                return loaded if isinstance(loaded, dict) else {}
+        return {}
+
+    for host, hv in hostvars.items():
+        from_files: dict[str, Any] = dict(vars_file("group_vars", "all"))
+        for group in groups_of.get(host, []):
+            if group != "all":
+                from_files.update(vars_file("group_vars", group))
+        from_files.update(vars_file("host_vars", host))
+        # Inline host and group vars of the inventory win over group_vars/ files,
+        # host_vars/ files win over everything.
+        hostvars[host] = {**from_files, **hv, **vars_file("host_vars", host)}
     return listing
 
 
@@ -105,7 +189,7 @@ def load_inventory(inventory: str) -> list[Host]:
         raise UsageError(f"inventory {inventory} does not exist")
     tool = _ansible_inventory()
     if tool is None:
-        return hosts_from_listing(_yaml_listing(path))
+        return hosts_from_listing(_yaml_listing(path), inventory)
     try:
         proc = subprocess.run(
             [tool, "-i", inventory, "--list"],
@@ -123,4 +207,4 @@ def load_inventory(inventory: str) -> list[Host]:
         listing = json.loads(proc.stdout)
     except ValueError:
         raise UsageError("ansible-inventory printed something that is not JSON") from None
-    return hosts_from_listing(listing)
+    return hosts_from_listing(listing, inventory)

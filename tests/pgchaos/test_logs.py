@@ -200,3 +200,39 @@ def test_rejected_key_is_reported_not_fatal(tmp_path: Path) -> None:
     assert result["reachable"] is False
     assert result["error"].startswith(("AuthenticationException", "SSHException"))
     assert sshd.commands == []
+
+
+def _directory_inventory(tmp_path: Path) -> Path:
+    inv = tmp_path / "inventory" / "lab"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "host_vars").mkdir()
+    (inv / "hosts.yml").write_text(
+        "all:\n  children:\n    postgres_cluster:\n      hosts:\n"
+        "        pg1: {ansible_host: 10.77.0.21}\n        pg2: {ansible_host: 10.77.0.22}\n"
+        "    etcd_cluster:\n      hosts:\n        etcd1: {ansible_host: 10.77.0.11}\n"
+    )
+    (inv / "group_vars" / "all.yml").write_text(
+        "ansible_user: root\n"
+        "lab_dir: '{{ inventory_dir }}/../../.lab'\n"
+        "ansible_ssh_private_key_file: '{{ lab_dir }}/ssh/id_ed25519'\n"
+    )
+    (inv / "group_vars" / "postgres_cluster.yml").write_text("ansible_port: 2200\n")
+    (inv / "host_vars" / "pg2.yml").write_text("ansible_port: 2222\n")
+    return inv
+
+
+@pytest.mark.parametrize("through", ["ansible-inventory", "yaml fallback"])
+def test_directory_inventory_with_group_vars_and_templates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    if through == "yaml fallback":
+        monkeypatch.setattr(inventory, "_ansible_inventory", lambda: None)
+    inv = _directory_inventory(tmp_path)
+    hosts = {h.name: h for h in load_inventory(str(inv))}
+    key = str(tmp_path / ".lab" / "ssh" / "id_ed25519")
+    assert {name: (h.address, h.port, h.user, h.key_file) for name, h in hosts.items()} == {
+        "pg1": ("10.77.0.21", 2200, "root", key),
+        "pg2": ("10.77.0.22", 2222, "root", key),
+        "etcd1": ("10.77.0.11", 22, "root", key),
+    }
+    assert hosts["etcd1"].groups == {"etcd_cluster"}
