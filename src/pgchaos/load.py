@@ -20,6 +20,7 @@ from pgchaos.dsn import Endpoints, hardened, redact, resolve_endpoints
 from pgchaos.errors import UsageError
 from pgchaos.ledger import RECORDS_FILE, LedgerWriter
 from pgchaos.state import StateTracker
+from pgchaos.status import StatusLine
 from pgchaos.workload import Probe, Watchdog, Worker, WorkloadConfig, ensure_schema
 
 
@@ -58,6 +59,33 @@ def _check_options(opts: LoadOptions) -> None:
         raise UsageError("timeouts and --max-backoff must be positive")
 
 
+def _metadata(
+    opts: LoadOptions, endpoints: Endpoints, run_id: str, started: float
+) -> dict[str, Any]:
+    """run.json at the start of a run; passwords never leave the process."""
+    return {
+        "tool": "pgchaos",
+        "version": __version__,
+        "run_id": run_id,
+        "status": "running",
+        "started_at": rundir.iso(started),
+        "ended_at": None,
+        "endpoints": {"rw": redact(endpoints.rw), "ro": redact(endpoints.ro)},
+        "env_file": endpoints.env_file,
+        "options": {
+            "duration": opts.duration,
+            "writers": opts.writers,
+            "readers": opts.readers,
+            "rate_per_worker": opts.rate,
+            "table": opts.table,
+            "connect_timeout": opts.connect_timeout,
+            "statement_timeout": opts.statement_timeout,
+            "max_backoff": opts.max_backoff,
+        },
+        "records": RECORDS_FILE,
+    }
+
+
 def run_load(opts: LoadOptions) -> int:
     _check_options(opts)
     endpoints: Endpoints = resolve_endpoints(opts.rw, opts.ro, opts.env_file)
@@ -83,27 +111,7 @@ def run_load(opts: LoadOptions) -> int:
     run_dir = rundir.create(out)
     run_id = str(uuid.uuid4())
     started = time.time()
-    meta: dict[str, Any] = {
-        "tool": "pgchaos",
-        "version": __version__,
-        "run_id": run_id,
-        "status": "running",
-        "started_at": rundir.iso(started),
-        "ended_at": None,
-        "endpoints": {"rw": redact(endpoints.rw), "ro": redact(endpoints.ro)},
-        "env_file": endpoints.env_file,
-        "options": {
-            "duration": opts.duration,
-            "writers": opts.writers,
-            "readers": opts.readers,
-            "rate_per_worker": opts.rate,
-            "table": opts.table,
-            "connect_timeout": opts.connect_timeout,
-            "statement_timeout": opts.statement_timeout,
-            "max_backoff": opts.max_backoff,
-        },
-        "records": RECORDS_FILE,
-    }
+    meta = _metadata(opts, endpoints, run_id, started)
     rundir.write_json(run_dir / rundir.RUN_FILE, meta)
     (run_dir / rundir.EVENTS_FILE).touch()
 
@@ -146,7 +154,7 @@ def run_load(opts: LoadOptions) -> int:
     if opts.writers and not writable:
         console.line(f"rw: table {opts.table} is missing and cannot be created; writes will fail")
 
-    status = _StatusLine(workers, tracker, ledger, started, opts.duration)
+    status = StatusLine(workers, tracker, ledger, started, opts.duration)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     interrupted = False
     try:
@@ -196,48 +204,3 @@ def run_load(opts: LoadOptions) -> int:
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-class _StatusLine:
-    def __init__(
-        self,
-        workers: list[Worker],
-        tracker: StateTracker,
-        ledger: LedgerWriter,
-        started: float,
-        duration: float,
-    ) -> None:
-        self.workers = workers
-        self.tracker = tracker
-        self.ledger = ledger
-        self.started = started
-        self.duration = duration
-        self._last: dict[str, tuple[float, int]] = {}
-        self._rates: dict[str, float] = {}
-
-    def render(self) -> str:
-        now = time.monotonic()
-        parts = []
-        for endpoint in ("rw", "ro"):
-            mine = [w for w in self.workers if w.endpoint == endpoint]
-            if not mine:
-                continue
-            ok = sum(w.ok for w in mine)
-            errors = sum(w.errors for w in mine)
-            last_t, last_ok = self._last.get(endpoint, (now, ok))
-            if now - last_t >= 1.0:
-                self._rates[endpoint] = (ok - last_ok) / (now - last_t)
-                self._last[endpoint] = (now, ok)
-            elif endpoint not in self._last:
-                self._last[endpoint] = (now, ok)
-            state, _ = self.tracker.current(endpoint)
-            parts.append(f"{endpoint} {self._rates.get(endpoint, 0.0):.0f}/s err {errors} {state}")
-        if any(w.endpoint == "rw" for w in self.workers):
-            _, ident = self.tracker.current("rw")
-            if ident.server:
-                timeline = f" tl {ident.timeline}" if ident.timeline else ""
-                parts.append(f"primary {ident.server}{timeline}")
-        elapsed = time.time() - self.started
-        total = f"/{self.duration:.0f}" if self.duration else ""
-        parts.append(f"{self.ledger.count} rec {elapsed:.0f}{total} s")
-        return " | ".join(parts)
