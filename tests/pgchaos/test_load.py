@@ -104,6 +104,16 @@ def test_deleted_rows_are_reported_lost(pg: LocalPostgres, cli: CliRunner, tmp_p
     assert verified["lost"] == 7
     assert verified["acknowledged"]["present"] == len(acked) - 7
     assert sorted(w["id"] for w in verified["lost_writes"]) == victims
+    assert verified["method"] == "copy+join"
+    # On a read-only server (a replica) no temp table can be made: same answer, batched.
+    read_only = pg.dsn(options="-c default_transaction_read_only=on")
+    result = cli("verify", str(out), "--dsn", read_only)
+    assert result.returncode == 1
+    again = read_json(out / "verify.json")
+    assert again["method"] == "batched lookup (read-only server)"
+    for key in ("writes", "acknowledged", "in_doubt", "failed", "lost", "unrecorded_rows"):
+        assert again[key] == verified[key], key
+    assert sorted(w["id"] for w in again["lost_writes"]) == victims
 
 
 def test_read_only_rw_endpoint_is_classified(
