@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -323,3 +325,32 @@ def test_hung_server_does_not_freeze_the_tool(running_pg: LocalPostgres, tmp_pat
         r for r in writes if r["outcome"] == "ok" and float(r["time"]) > float(hung[-1]["time"])
     ]
     assert ok_after, "writes never recovered after the server was resumed"
+
+
+def test_ghost_commits_are_found(healthy_run: Path, cli: CliRunner, tmp_path: Path) -> None:
+    """Writes recorded as failed or in doubt that are in the table anyway: ghosts."""
+    run = tmp_path / "run"
+    shutil.copytree(healthy_run, run)
+    for name in ("verify.json", "summary.json"):
+        (run / name).unlink(missing_ok=True)
+    path = run / "records.csv"
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0]
+    outcome, kind, row_id = header.index("outcome"), header.index("kind"), header.index("id")
+    writes = [r for r in rows[1:] if r[kind] == "write"]
+    for r in writes[:2]:
+        r[outcome] = "failed"
+    writes[2][outcome] = "in_doubt"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+    result = cli("verify", str(run), "--dsn", _dsn_of(run))
+    assert result.returncode == 0, result.stdout + result.stderr
+    verified = read_json(run / "verify.json")
+    assert verified["ghosts"] == 3
+    assert verified["failed"] == {"present": 2, "absent": 0}
+    assert verified["in_doubt"] == {"present": 1, "absent": 0}
+    assert verified["lost"] == 0
+    assert {g["id"] for g in verified["ghost_writes"]} == {r[row_id] for r in writes[:3]}
+    assert cli("report", str(run), "-q").returncode == 0
+    assert read_json(run / "summary.json")["verify"]["ghosts"] == 3
