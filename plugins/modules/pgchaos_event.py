@@ -1,0 +1,147 @@
+#!/usr/bin/python
+# Copyright: pgchaos contributors
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+---
+module: pgchaos_event
+short_description: Record a chaos event as one JSON line in a run's events file
+description:
+  - Appends one JSON object with the keys C(time), C(action), C(target) and, when given,
+    C(scenario) and C(detail) as one line to O(path), creating missing parent directories.
+  - C(time) is the moment the module runs, ISO-8601 in UTC with microseconds.
+  - This is the events file the pgchaos report tool reads to mark faults on its timelines.
+  - Meant to run on the control machine (C(delegate_to=localhost)), whose clock the
+    workload's timestamps also come from.
+  - Every run appends a line, so it always reports a change.
+version_added: "0.1.0"
+author: pgchaos contributors
+options:
+  path:
+    description: Events file, usually C(<run dir>/events.jsonl).
+    type: path
+    required: true
+  action:
+    description: What happened, for example C(kill), C(partition), C(heal).
+    type: str
+    required: true
+  target:
+    description: What it happened to, for example a host or C(patroni@pg1).
+    type: str
+    required: true
+  scenario:
+    description: Name of the scenario the event belongs to.
+    type: str
+  detail:
+    description: Free text; omitted from the line when not given.
+    type: str
+notes:
+  - Check mode writes nothing and predicts C(changed=true).
+  - Each line is written with a single C(write) on a file opened in append mode, so
+    concurrent writers (forks) do not interleave lines.
+"""
+
+EXAMPLES = r"""
+- name: Record the kill
+  pgchaos_event:
+    path: "{{ pgchaos_run_dir }}/events.jsonl"
+    action: kill
+    target: "{{ inventory_hostname }}"
+    scenario: leader-kill
+    detail: SIGKILL patroni.service (all processes)
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+event:
+  description: The event as written.
+  returned: always
+  type: dict
+  sample:
+    time: "2026-11-29T17:02:03.123456Z"
+    action: kill
+    target: pg1
+    scenario: leader-kill
+    detail: SIGKILL patroni.service
+path:
+  description: The events file.
+  returned: always
+  type: str
+  sample: /work/main/runs/2026-11-29T17-00-00/events.jsonl
+line:
+  description: The JSON line (without the newline).
+  returned: always
+  type: str
+  sample: '{"time": "2026-11-29T17:02:03.123456Z", "action": "kill", "target": "pg1"}'
+"""
+
+
+def utc_now_iso() -> str:
+    # timezone.utc, not datetime.UTC: modules stay importable on Python < 3.11 hosts.
+    now = datetime.now(timezone.utc)  # noqa: UP017 - see above
+    return now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def build_event(
+    action: str, target: str, scenario: str | None, detail: str | None, when: str
+) -> dict[str, str]:
+    event = {"time": when, "action": action, "target": target}
+    if scenario is not None:
+        event["scenario"] = scenario
+    if detail is not None:
+        event["detail"] = detail
+    return event
+
+
+def append_line(path: str, line: str) -> None:
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "action": {"type": "str", "required": True},
+            "target": {"type": "str", "required": True},
+            "scenario": {"type": "str"},
+            "detail": {"type": "str"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    for key in ("action", "target"):
+        if not params[key].strip():
+            module.fail_json(msg=f"{key} must not be empty")
+    path: str = params["path"]
+    if os.path.isdir(path):
+        module.fail_json(
+            msg=f"path {path} is a directory; give the events file, e.g. {path}/events.jsonl"
+        )
+    event = build_event(
+        params["action"], params["target"], params["scenario"], params["detail"], utc_now_iso()
+    )
+    line = json.dumps(event, ensure_ascii=False)
+    if not module.check_mode:
+        try:
+            append_line(path, line)
+        except OSError as exc:
+            module.fail_json(msg=f"cannot append to {path}: {exc}")
+    module.exit_json(changed=True, event=event, path=path, line=line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+#!/usr/bin/python
+# Copyright: pgchaos contributors
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgchaos_proc import (
+    FROZEN_PROC_STATES,
+    STARTED_STATES,
+    STOPPED_STATES,
+    SYSTEMD_PROPERTIES,
+    is_frozen,
+    is_running,
+    parse_main_pid,
+    parse_pid_file,
+    parse_systemctl_show,
+    proc_state,
+    read_text,
+    unit_pids,
+)
+
+DOCUMENTATION = r"""
+---
+module: pgchaos_service_fault
+short_description: Stop, start, kill, freeze or thaw a systemd service on a node
+description:
+  - Injects a process-level fault into one systemd unit (for example C(patroni), C(etcd),
+    C(haproxy)) on the managed node.
+  - C(stop) and C(start) go through C(systemctl). C(kill) sends SIGKILL, C(freeze) SIGSTOP and
+    C(thaw) SIGCONT to the processes chosen by O(scope).
+  - After a C(kill) the unit's C(Restart=) policy applies, so systemd may start the service
+    again (Patroni's unit has C(Restart=on-failure)); the returned C(after) state is read right
+    after the killed processes are gone, before a restart delay has usually elapsed.
+  - A frozen process keeps its sockets open, so peers see a hung service rather than a dead
+    one. Thaw it again, or stop the unit (systemd sends SIGCONT after SIGTERM when stopping).
+  - Idempotent where that means something, C(stop) of a stopped unit, C(start) of a started
+    one, C(freeze) of frozen processes and C(thaw) of running ones report no change. C(kill)
+    reports a change whenever there is a process to kill.
+version_added: "0.1.0"
+author: pgchaos contributors
+options:
+  service:
+    description: Unit name; C(.service) is implied when no suffix is given.
+    type: str
+    required: true
+  action:
+    description: What to do to the service.
+    type: str
+    required: true
+    choices: [stop, start, kill, freeze, thaw]
+  scope:
+    description:
+      - Which processes C(kill), C(freeze) and C(thaw) signal.
+      - C(unit) all processes in the unit's cgroup (C(systemctl kill --kill-whom=all)).
+      - C(main) the unit's main PID only (C(systemctl kill --kill-whom=main)); with Patroni that
+        is the Patroni daemon, PostgreSQL keeps running.
+      - C(pidfile) the process whose pid is the first line of O(pid_file), for example the
+        postmaster alone under Patroni.
+      - Meaningless for C(stop) and C(start), which always act on the whole unit.
+    type: str
+    default: unit
+    choices: [unit, main, pidfile]
+  pid_file:
+    description: File whose first line is the pid to signal; required with O(scope=pidfile).
+    type: path
+  wait_timeout:
+    description:
+      - Seconds to wait for signalled processes to reach the expected state (gone after
+        C(kill), stopped after C(freeze), running after C(thaw)) before reading C(after).
+      - The module does not fail when the time runs out; C(after) then shows what was seen.
+    type: float
+    default: 5.0
+notes:
+  - Runs on the node that hosts the service, as root (C(become)).
+  - Supports check mode, which predicts C(changed) from the current state and signals
+    nothing.
+"""
+
+EXAMPLES = r"""
+- name: Kill Patroni's main process (PostgreSQL survives; systemd restarts Patroni)
+  pgchaos_service_fault:
+    service: patroni
+    action: kill
+    scope: main
+  become: true
+
+- name: Kill the postmaster alone, leaving Patroni to notice
+  pgchaos_service_fault:
+    service: patroni
+    action: kill
+    scope: pidfile
+    pid_file: /var/lib/postgresql/15/pgchaos/postmaster.pid
+  become: true
+
+- name: Freeze etcd (hung, not dead)
+  pgchaos_service_fault:
+    service: etcd
+    action: freeze
+  become: true
+
+- name: Thaw it
+  pgchaos_service_fault:
+    service: etcd
+    action: thaw
+  become: true
+"""
+
+RETURN = r"""
+unit:
+  description: The unit acted on.
+  returned: always
+  type: str
+  sample: patroni.service
+action:
+  description: The action requested.
+  returned: always
+  type: str
+  sample: kill
+scope:
+  description: The scope used for signals.
+  returned: always
+  type: str
+  sample: main
+signalled_pids:
+  description: Pids that were (or in check mode would be) signalled; empty for stop/start.
+  returned: always
+  type: list
+  elements: int
+  sample: [1234]
+before:
+  description: State before acting.
+  returned: always
+  type: dict
+  contains:
+    active_state:
+      description: systemd ActiveState.
+      returned: always
+      type: str
+      sample: active
+    sub_state:
+      description: systemd SubState.
+      returned: always
+      type: str
+      sample: running
+    main_pid:
+      description: systemd MainPID, 0 when none.
+      returned: always
+      type: int
+      sample: 1234
+    pids:
+      description: Live pids selected by O(scope).
+      returned: always
+      type: list
+      elements: int
+      sample: [1234, 1240]
+    frozen:
+      description: True when every pid in RV(before.pids) is stopped (C(T) in /proc/<pid>/stat).
+      returned: always
+      type: bool
+      sample: false
+  sample: {active_state: active, sub_state: running, main_pid: 1234, pids: [1234], frozen: false}
+after:
+  description: State after acting, same keys as RV(before); equal to it in check mode.
+  returned: always
+  type: dict
+  sample: {active_state: activating, sub_state: auto-restart, main_pid: 0, pids: [], frozen: false}
+"""
+
+SIGNALS = {"kill": signal.SIGKILL, "freeze": signal.SIGSTOP, "thaw": signal.SIGCONT}
+
+
+def unit_name(service: str) -> str:
+    """systemd's own default suffix, made explicit so results name the real unit."""
+    known = (".service", ".socket", ".target", ".scope", ".slice", ".timer", ".mount")
+    return service if service.endswith(known) else service + ".service"
+
+
+def kill_whom(scope: str) -> str:
+    return "all" if scope == "unit" else "main"
+
+
+def predict_changed(action: str, active_state: str, pids: list[int], frozen: list[int]) -> bool:
+    """Whether the action would change anything, from the state read before acting."""
+    if action == "stop":
+        return active_state not in STOPPED_STATES
+    if action == "start":
+        return active_state not in STARTED_STATES
+    if action == "kill":
+        return bool(pids)
+    if action == "freeze":
+        return any(pid not in frozen for pid in pids)
+    if action == "thaw":
+        return bool(frozen)
+    raise ValueError(f"unknown action {action!r}")
+
+
+class ServiceFault:
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.unit = unit_name(module.params["service"])
+        self.action: str = module.params["action"]
+        self.scope: str = module.params["scope"]
+        self.pid_file: str | None = module.params["pid_file"]
+        self.systemctl = module.get_bin_path("systemctl")
+        if self.systemctl is None:
+            module.fail_json(msg="systemctl not found: this module needs a systemd host")
+
+    def show(self) -> dict[str, str]:
+        args = [self.systemctl, "show"]
+        for prop in SYSTEMD_PROPERTIES:
+            args += ["-p", prop]
+        args.append(self.unit)
+        rc, out, err = self.module.run_command(args)
+        if rc != 0:
+            self.module.fail_json(
+                msg=f"systemctl show {self.unit} failed (rc={rc}): {err.strip() or out.strip()}"
+            )
+        return parse_systemctl_show(out)
+
+    def target_pids(self, props: dict[str, str]) -> list[int]:
+        if self.scope == "main":
+            pid = parse_main_pid(props.get("MainPID"))
+            return [pid] if pid and is_running(pid) else []
+        if self.scope == "pidfile":
+            assert self.pid_file is not None
+            text = read_text(self.pid_file)
+            pid = parse_pid_file(text) if text is not None else None
+            return [pid] if pid and is_running(pid) else []
+        return unit_pids(props.get("ControlGroup", ""))
+
+    def state(self) -> tuple[dict[str, object], list[int], list[int]]:
+        props = self.show()
+        if props.get("LoadState") == "not-found":
+            self.module.fail_json(
+                msg=f"unit {self.unit} not found on this host (LoadState=not-found)"
+            )
+        pids = self.target_pids(props)
+        frozen = [pid for pid in pids if proc_state(pid) in FROZEN_PROC_STATES]
+        summary: dict[str, object] = {
+            "active_state": props.get("ActiveState", ""),
+            "sub_state": props.get("SubState", ""),
+            "main_pid": parse_main_pid(props.get("MainPID")),
+            "pids": pids,
+            "frozen": bool(pids) and len(frozen) == len(pids),
+        }
+        return summary, pids, frozen
+
+    def run_systemctl(self, *args: str) -> None:
+        cmd = [self.systemctl, *args]
+        rc, out, err = self.module.run_command(cmd)
+        if rc != 0:
+            self.module.fail_json(
+                msg=f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}",
+                rc=rc,
+                stdout=out,
+                stderr=err,
+            )
+
+    def signal(self, pids: list[int]) -> None:
+        sig = SIGNALS[self.action]
+        if self.scope == "pidfile":
+            # systemctl cannot address a single pid: signal it directly.
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+                except OSError as exc:
+                    self.module.fail_json(msg=f"cannot send {sig.name} to pid {pid}: {exc}")
+            return
+        self.run_systemctl(
+            "kill", f"--kill-whom={kill_whom(self.scope)}", f"--signal={sig.name}", self.unit
+        )
+
+    def settled(self, pids: list[int]) -> bool:
+        if self.action == "kill":
+            return not any(is_running(pid) for pid in pids)
+        if self.action == "freeze":
+            return all(is_frozen(pid) or not is_running(pid) for pid in pids)
+        return not any(is_frozen(pid) for pid in pids)
+
+    def wait(self, pids: list[int]) -> None:
+        # Signals are delivered asynchronously; read `after` once they have taken effect.
+        deadline = time.monotonic() + self.module.params["wait_timeout"]
+        while not self.settled(pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def run(self) -> None:
+        before, pids, frozen = self.state()
+        if self.action == "freeze" and not pids:
+            self.module.fail_json(
+                msg=f"nothing to freeze: {self.unit} has no running process for scope={self.scope}",
+                before=before,
+            )
+        changed = predict_changed(self.action, str(before["active_state"]), pids, frozen)
+        if self.action in ("stop", "start"):
+            signalled: list[int] = []
+        elif self.action == "freeze":
+            signalled = [pid for pid in pids if pid not in frozen]
+        elif self.action == "thaw":
+            signalled = frozen
+        else:
+            signalled = pids
+        result: dict[str, object] = {
+            "unit": self.unit,
+            "action": self.action,
+            "scope": self.scope,
+            "signalled_pids": signalled,
+            "before": before,
+        }
+        if not changed or self.module.check_mode:
+            self.module.exit_json(changed=changed, after=before, **result)
+        if self.action in ("stop", "start"):
+            self.run_systemctl(self.action, self.unit)
+        else:
+            self.signal(signalled)
+            self.wait(signalled)
+        after, _, _ = self.state()
+        self.module.exit_json(changed=True, after=after, **result)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "service": {"type": "str", "required": True},
+            "action": {
+                "type": "str",
+                "required": True,
+                "choices": ["stop", "start", "kill", "freeze", "thaw"],
+            },
+            "scope": {"type": "str", "default": "unit", "choices": ["unit", "main", "pidfile"]},
+            "pid_file": {"type": "path"},
+            "wait_timeout": {"type": "float", "default": 5.0},
+        },
+        required_if=[("scope", "pidfile", ["pid_file"])],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if params["action"] in ("stop", "start") and params["scope"] != "unit":
+        module.fail_json(
+            msg=f"scope={params['scope']} does not apply to action={params['action']}: "
+            "stop and start act on the whole unit; leave scope at its default (unit)"
+        )
+    if params["pid_file"] and params["scope"] != "pidfile":
+        module.fail_json(
+            msg=f"pid_file is only used with scope=pidfile, not scope={params['scope']}"
+        )
+    if not params["service"].strip():
+        module.fail_json(msg="service must name a systemd unit, got an empty string")
+    ServiceFault(module).run()
+
+
+if __name__ == "__main__":
+    main()
