@@ -141,6 +141,7 @@ def test_read_only_rw_endpoint_is_classified(
     assert all(r["outcome"] == "ok" for r in reads)
 
 
+@pytest.mark.slow
 def test_killed_connections_make_writes_in_doubt(
     pg: LocalPostgres, cli: CliRunner, tmp_path: Path
 ) -> None:
@@ -210,6 +211,7 @@ def _wait_for_sql(pg: LocalPostgres, query: str, expected: int, timeout: float =
     raise AssertionError(f"timed out waiting for {query!r} to reach {expected}")
 
 
+@pytest.mark.slow
 def test_server_stop_is_survived_and_measured(
     running_pg: LocalPostgres, cli: CliRunner, tmp_path: Path
 ) -> None:
@@ -293,6 +295,7 @@ def _postgres_pids(pg: LocalPostgres) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_hung_server_does_not_freeze_the_tool(running_pg: LocalPostgres, tmp_path: Path) -> None:
     """SIGSTOP every server process: the kernel still accepts connections, nobody answers."""
     pg = running_pg
