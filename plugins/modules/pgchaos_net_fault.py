@@ -365,8 +365,9 @@ class NetFault:
         roots = root_qdiscs(self.run([self.tc, "qdisc", "show"])[1])
         if dev in our_devices(roots):
             self.run([self.tc, "qdisc", "del", "dev", dev, "root"], check_rc=False)
+        reason = err.strip().rstrip(".")
         self.module.fail_json(
-            msg=f"tc {' '.join(args)} failed (rc={rc}): {err.strip()}.{missing_qdisc_hint(err)}"
+            msg=f"tc {' '.join(args)} failed (rc={rc}): {reason}.{missing_qdisc_hint(err)}"
             f" Nothing was left on {dev}.",
             rc=rc,
             stderr=err,
