@@ -48,6 +48,9 @@ def commands_for(
             ),
         )
         for unit in UNITS
+        # journalctl fails on a glob that matches no unit at all, so PostgreSQL
+        # units are only asked for where PostgreSQL runs.
+        if not unit.startswith("postgresql") or POSTGRES_GROUP in host.groups
     ]
     if POSTGRES_GROUP in host.groups:
         config = f" -c {shlex.quote(patronictl_config)}" if patronictl_config else ""

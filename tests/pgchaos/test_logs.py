@@ -101,8 +101,7 @@ def test_commands_for_a_root_balancer() -> None:
     host = Host("lb1", "10.10.0.31", user="root", groups=frozenset({"balancers"}))
     cmds = commands_for(host, 0, 10)
     assert [c.name for c in cmds] == [
-        "journal-etcd", "journal-patroni", "journal-postgresql", "journal-haproxy",
-        "journal-keepalived",
+        "journal-etcd", "journal-patroni", "journal-haproxy", "journal-keepalived",
     ]  # fmt: skip
     assert not any(c.argv.startswith("sudo") for c in cmds)
 
