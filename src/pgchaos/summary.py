@@ -29,6 +29,23 @@ OUTCOMES = ("ok", "failed", "in_doubt")
 CLASSES = ("", *ERROR_CLASSES)
 PERIOD_GAP_S = 1.0
 
+# Shipped inside summary.json so a reader of the numbers needs no other document.
+DEFINITIONS = {
+    "unavailability_window": (
+        "per endpoint, operations ordered by completion time (reads and writes; failed"
+        " connection attempts count as failures): from the completion of the last"
+        " successful operation before a failure to the completion of the next successful"
+        " operation; from the run start if none precedes, to the run end if none follows"
+        " (recovered: false)"
+    ),
+    "longest_unavailability_s": "client-observed RTO: the longest unavailability window",
+    "total_error_time_s": "sum of all unavailability windows",
+    "failed_ops": "reads and writes that failed with an answer (the write surely did not happen)",
+    "in_doubt_ops": "writes whose connection died after the commit was sent",
+    "latency_ms": "percentiles over successful reads and writes",
+    "visibility_lag_ms": "from a write's acknowledgement to the first read that saw it",
+}
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -298,6 +315,7 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
         ],
         "warnings": warnings,
         "verify": None,
+        "definitions": DEFINITIONS,
     }
     verify_path = run_dir / "verify.json"
     if verify_path.exists():
