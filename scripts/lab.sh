@@ -13,6 +13,9 @@ IMAGE=${LAB_IMAGE:-pgchaos-host:bookworm}
 # name:last-octet; the inventory (inventory/lab/hosts.yml) uses the same addresses.
 HOSTS=${LAB_HOSTS:-"etcd1:11 etcd2:12 etcd3:13 pg1:21 pg2:22 pg3:23 lb1:31"}
 DOCKER=${DOCKER:-docker}
+# Container names are $NAME_PREFIX<host>; the label tells this lab's containers apart.
+NAME_PREFIX=${LAB_NAME_PREFIX:-pgchaos-}
+LABEL="pgchaos.lab=${NETWORK}"
 
 log() { printf '[lab] %s\n' "$*" >&2; }
 
@@ -62,7 +65,7 @@ ensure_network() {
     current=""
   fi
   if [ -z "$current" ]; then
-    $DOCKER network create --subnet "$SUBNET" --label pgchaos.lab=1 "$NETWORK" >/dev/null
+    $DOCKER network create --subnet "$SUBNET" --label "$LABEL" "$NETWORK" >/dev/null
   fi
 }
 
@@ -73,7 +76,7 @@ ensure_key() {
 }
 
 start_host() {
-  local name=$1 ip=$2 cname="pgchaos-$1" state
+  local name=$1 ip=$2 cname="$NAME_PREFIX$1" state
   state=$($DOCKER inspect -f '{{.State.Status}}' "$cname" 2>/dev/null || true)
   case "$state" in
     running) return 0 ;;
@@ -81,7 +84,7 @@ start_host() {
     *) log "starting stopped $cname"; $DOCKER start "$cname" >/dev/null; return 0 ;;
   esac
   log "creating $cname ($ip)"
-  $DOCKER run -d --name "$cname" --hostname "$name" --label pgchaos.lab=1 \
+  $DOCKER run -d --name "$cname" --hostname "$name" --label "$LABEL" \
     --network "$NETWORK" --ip "$ip" \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
@@ -111,7 +114,7 @@ wait_ssh() {
 
 remove_containers() {
   local ids
-  ids=$($DOCKER ps -aq --filter label=pgchaos.lab=1)
+  ids=$($DOCKER ps -aq --filter label="$LABEL")
   [ -z "$ids" ] || $DOCKER rm -f $ids >/dev/null
 }
 
@@ -122,7 +125,7 @@ up() {
   local entry ips=()
   for entry in $HOSTS; do
     start_host "${entry%%:*}" "$PREFIX.${entry##*:}"
-    authorize_key "pgchaos-${entry%%:*}"
+    authorize_key "$NAME_PREFIX${entry%%:*}"
     ips+=("$PREFIX.${entry##*:}")
   done
   wait_ssh "${ips[@]}"
@@ -137,7 +140,7 @@ down() {
 }
 
 status() {
-  $DOCKER ps -a --filter label=pgchaos.lab=1 --format 'table {{.Names}}\t{{.Status}}'
+  $DOCKER ps -a --filter label="$LABEL" --format 'table {{.Names}}\t{{.Status}}'
 }
 
 case "${1:-}" in
