@@ -296,14 +296,8 @@ class ServiceFault:
                 before=before,
             )
         changed = predict_changed(self.action, str(before["active_state"]), pids, frozen)
-        if self.action in ("stop", "start"):
-            signalled: list[int] = []
-        elif self.action == "freeze":
-            signalled = [pid for pid in pids if pid not in frozen]
-        elif self.action == "thaw":
-            signalled = frozen
-        else:
-            signalled = pids
+        # systemctl kill signals every selected process, so report all of them.
+        signalled: list[int] = [] if self.action in ("stop", "start") else pids
         result: dict[str, object] = {
             "unit": self.unit,
             "action": self.action,
