@@ -347,18 +347,21 @@ def etcd_view(http: Http, endpoints: list[str]) -> dict[str, Any]:
     }
 
 
+ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "patroni_urls": {"type": "list", "elements": "str", "default": []},
+    "etcd_endpoints": {"type": "list", "elements": "str", "default": []},
+    "username": {"type": "str"},
+    "password": {"type": "str", "no_log": True},
+    "timeout": {"type": "float", "default": 2.0},
+    "validate_certs": {"type": "bool", "default": True},
+    "use_proxy": {"type": "bool", "default": False},
+    "fail_on_unreachable": {"type": "bool", "default": False},
+}
+
+
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "patroni_urls": {"type": "list", "elements": "str", "default": []},
-            "etcd_endpoints": {"type": "list", "elements": "str", "default": []},
-            "username": {"type": "str"},
-            "password": {"type": "str", "no_log": True},
-            "timeout": {"type": "float", "default": 2.0},
-            "validate_certs": {"type": "bool", "default": True},
-            "use_proxy": {"type": "bool", "default": False},
-            "fail_on_unreachable": {"type": "bool", "default": False},
-        },
+        argument_spec=ARGUMENT_SPEC,
         required_together=[("username", "password")],
         supports_check_mode=True,
     )
