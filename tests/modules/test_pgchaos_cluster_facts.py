@@ -193,3 +193,11 @@ def test_bad_arguments(monkeypatch: pytest.MonkeyPatch, args: dict[str, Any], me
 
 def test_password_is_no_log() -> None:
     assert mod.ARGUMENT_SPEC["password"]["no_log"] is True
+
+
+def test_half_the_members_is_no_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = etcd_answers(E1)
+    answers[f"{E1}/v3/cluster/member/list"] = {"members": MEMBERS["members"][:2]}
+    result, _ = run(answers, monkeypatch, etcd_endpoints=[E1, E2])
+    assert (result["etcd"]["member_count"], result["etcd"]["healthy_count"]) == (2, 1)
+    assert result["etcd"]["quorum"] is False
