@@ -300,6 +300,27 @@ def render_html(summary: dict[str, Any], plots: list[Path]) -> str:
         )
     else:
         rpo = "<p>Not verified yet: run <code>pgchaos verify RUN</code>, then report again.</p>"
+    if summary["split_brain"]:
+        brain = "".join(
+            f"<li>{esc(' and '.join(o['servers']))} (timelines {esc(' / '.join(o['timelines']))})"
+            f" both acknowledged writes from {o['start_s']} s to {o['end_s']} s"
+            f" ({o['duration_s']} s; interleaved acknowledgements"
+            f" {o['interleaved_acks'][0]} / {o['interleaved_acks'][1]})</li>"
+            for o in summary["split_brain_overlaps"]
+        )
+        split = f"<p class='bad'><b>Split brain: yes.</b></p><ul>{brain}</ul>"
+    else:
+        terms = ", ".join(
+            f"{p['server']} (timeline {p['timeline'] or '?'}, {p['acks']} acks)"
+            for p in summary["primary_periods"]
+        )
+        split = f"<p class='good'>Split brain: no. Primary terms: {esc(terms or 'none')}.</p>"
+    layers = [
+        f"<tr><td>{esc(x['layer'])}</td><td>{esc(x['start'] or '-')}</td>"
+        f"<td>{esc(x['end'] or '-')}</td><td>{_fmt(x['seconds'], ' s')}</td>"
+        f"<td>{esc(x.get('reason') or x.get('detail') or '')}</td></tr>"
+        for x in summary.get("layers") or []
+    ]
     images = "".join(
         f"<h3>{esc(p.stem)}</h3><img alt='{esc(p.stem)}' "
         f"src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
@@ -350,6 +371,19 @@ to the next successful operation (completion times; failed connection attempts c
 failures).</p>
 <h2>Data loss (RPO)</h2>
 {rpo}
+<h2>Split brain</h2>
+{split}
+<p>Split brain: two servers whose acknowledged writes interleave (one server's
+acknowledgement certainly committed between two commits of another server's term;
+a term is a (server, timeline) pair).</p>
+<h2>Failover layers</h2>
+{
+        table(
+            ["layer", "start", "end", "seconds", "detail"],
+            layers,
+            "No failover layers (no fault event or no logs).",
+        )
+    }
 <h2>Unavailability windows</h2>
 {
         table(
@@ -403,6 +437,7 @@ def run_report(run_dir: Path, *, quiet: bool = False) -> int:
                 f"verify: {verify['lost']} lost, {verify['ghosts']} ghosts, "
                 f"{verify['in_doubt']} in doubt"
             )
+        print(f"split brain: {'YES' if summary['split_brain'] else 'no'}")
         for warning in summary["warnings"]:
             print(f"warning: {warning}")
         print(f"-> {run_dir / REPORT_FILE}")

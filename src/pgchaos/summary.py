@@ -44,6 +44,20 @@ DEFINITIONS = {
     "in_doubt_ops": "writes whose connection died after the commit was sent",
     "latency_ms": "percentiles over successful reads and writes",
     "visibility_lag_ms": "from a write's acknowledgement to the first read that saw it",
+    "primary_periods": (
+        "one per primary term, a term being a (server, timeline) pair that acknowledged writes"
+        " on the rw endpoint: from its first to its last acknowledgement (completion times)"
+    ),
+    "split_brain": (
+        "true if a write acknowledged by one server certainly committed inside the term of"
+        " another server: after a commit of that term had been acknowledged and before a"
+        " later commit of it was sent (a commit happens between the start and the"
+        " completion of its operation, so overlaps within latency are not counted)"
+    ),
+    "split_brain_overlaps": (
+        "per pair of terms on different servers with interleaved acknowledgements: the window"
+        " where both terms acknowledged writes and how many acknowledgements fell inside it"
+    ),
 }
 
 FloatArray = npt.NDArray[np.float64]
@@ -243,6 +257,91 @@ def server_changes(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return changes
 
 
+def primary_terms(data: RunData) -> list[dict[str, Any]]:
+    """Primary terms seen by the client: acknowledged writes grouped by (server, timeline).
+
+    A server that becomes primary again after a failover does so on a new timeline,
+    so each (server, timeline) pair is one uninterrupted term; a term whose
+    acknowledgements are interleaved with another server's is a split brain.
+    """
+    acked = np.flatnonzero(
+        data.mask("rw") & (data.kind == KINDS.index("write")) & (data.outcome == OUTCOMES.index(OK))
+    )
+    terms: list[dict[str, Any]] = []
+    for code in np.unique(data.identity[acked]):
+        rows = acked[data.identity[acked] == code]
+        server, _, timeline = data.identities[int(code)]
+        if not server:
+            continue
+        first, last = float(data.finish[rows].min()), float(data.finish[rows].max())
+        terms.append(
+            {
+                "server": server,
+                "timeline": timeline,
+                "first_ack": rundir.iso(first),
+                "last_ack": rundir.iso(last),
+                "from_s": round(first - data.start, 3),
+                "to_s": round(last - data.start, 3),
+                "acks": len(rows),
+                "_rows": rows,
+            }
+        )
+    terms.sort(key=lambda t: (t["from_s"], t["server"], t["timeline"]))
+    return terms
+
+
+def split_brain(data: RunData) -> dict[str, Any]:
+    """Interleaved acknowledgements of two servers (definition in DEFINITIONS["split_brain"]).
+
+    Each acknowledged write committed at some instant between the start and the
+    completion of its operation.  An acknowledgement ``a`` of server A lies *inside*
+    the term T of server B (A != B) when it certainly committed after some commit
+    of T and before another one: ``min(finish of T) < start(a)`` and
+    ``finish(a) < max(start of T)``.  Every pair of terms on different servers with
+    at least one such acknowledgement (either way round) is an overlap; its window
+    spans the acknowledgements found inside the other term.
+    """
+    terms = primary_terms(data)
+    overlaps = []
+    for one, two in itertools.combinations(terms, 2):
+        if one["server"] == two["server"]:
+            continue
+        inside: dict[int, Any] = {}
+        for host, guest in ((one, two), (two, one)):
+            rows = host["_rows"]
+            lower = float(data.finish[rows].min())
+            upper = float(data.time[rows].max())
+            g = guest["_rows"]
+            inside[id(guest)] = g[(data.time[g] > lower) & (data.finish[g] < upper)]
+        found = np.concatenate([inside[id(one)], inside[id(two)]])
+        if not len(found):
+            continue
+        begin = float(data.time[found].min())
+        stop = float(data.finish[found].max())
+        overlaps.append(
+            {
+                "servers": [one["server"], two["server"]],
+                "timelines": [one["timeline"], two["timeline"]],
+                "start": rundir.iso(begin),
+                "end": rundir.iso(stop),
+                "start_s": round(begin - data.start, 3),
+                "end_s": round(stop - data.start, 3),
+                "duration_s": round(stop - begin, 3),
+                # acknowledgements of each term certainly inside the other's term
+                "interleaved_acks": [len(inside[id(one)]), len(inside[id(two)])],
+                # every acknowledgement of each term within the window
+                "acks_in_window": [
+                    int(
+                        ((data.finish[t["_rows"]] >= begin) & (data.time[t["_rows"]] <= stop)).sum()
+                    )
+                    for t in (one, two)
+                ],
+            }
+        )
+    periods = [{k: v for k, v in t.items() if k != "_rows"} for t in terms]
+    return {"split_brain": bool(overlaps), "overlaps": overlaps, "primary_periods": periods}
+
+
 def _percentile(values: FloatArray, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if len(values) else None
 
@@ -292,6 +391,7 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
         data = load_run_data(run_dir)
     events, warnings = read_events(run_dir)
     present = {ENDPOINTS[int(i)] for i in np.unique(data.endpoint)}
+    brain = split_brain(data)
     summary: dict[str, Any] = {
         "run": str(run_dir),
         "run_id": data.meta.get("run_id"),
@@ -313,6 +413,9 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
             }
             for e in events
         ],
+        "split_brain": brain["split_brain"],
+        "split_brain_overlaps": brain["overlaps"],
+        "primary_periods": brain["primary_periods"],
         "warnings": warnings,
         "verify": None,
         "definitions": DEFINITIONS,
