@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEC",
         help="upper bound of the exponential reconnect backoff (default 1.0)",
     )
+    load.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="write the process id here at the start and remove it at the end "
+        "(stop a background run with: kill -INT $(cat PATH))",
+    )
     load.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     verify = sub.add_parser("verify", help="check that every acknowledged write survived")
@@ -136,6 +142,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 statement_timeout=args.statement_timeout,
                 max_backoff=args.max_backoff,
                 quiet=args.quiet,
+                pid_file=args.pid_file,
             )
         )
     if args.command == "verify":

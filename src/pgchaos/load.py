@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -39,6 +40,7 @@ class LoadOptions:
     statement_timeout: float
     max_backoff: float
     quiet: bool
+    pid_file: str | None = None
 
 
 def _preflight(params: str, what: str, dsn: str, table: str | None) -> bool:
@@ -108,6 +110,24 @@ def run_load(opts: LoadOptions) -> int:
     if opts.readers:
         _preflight(ro_params, "ro", endpoints.ro, None)
 
+    pid_file = Path(opts.pid_file) if opts.pid_file else None
+    if pid_file is not None:
+        _write_pid_file(pid_file)
+    try:
+        return _run(opts, endpoints, out, rw_params, ro_params, writable)
+    finally:
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+
+
+def _run(
+    opts: LoadOptions,
+    endpoints: Endpoints,
+    out: Path,
+    rw_params: str,
+    ro_params: str,
+    writable: bool,
+) -> int:
     run_dir = rundir.create(out)
     run_id = str(uuid.uuid4())
     started = time.time()
@@ -200,6 +220,16 @@ def run_load(opts: LoadOptions) -> int:
     if ledger.error is not None:
         raise UsageError(f"writing {run_dir / RECORDS_FILE} failed: {ledger.error}")
     return 0
+
+
+def _write_pid_file(path: Path) -> None:
+    """Our pid, for playbooks that stop a background run with SIGINT (removed at the end)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"--pid-file {path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -357,3 +357,36 @@ def test_ghost_commits_are_found(healthy_run: Path, cli: CliRunner, tmp_path: Pa
     assert {g["id"] for g in verified["ghost_writes"]} == {r[row_id] for r in writes[:3]}
     assert cli("report", str(run), "-q").returncode == 0
     assert read_json(run / "summary.json")["verify"]["ghosts"] == 3
+
+
+def test_pid_file_lets_a_playbook_stop_a_background_run(pg: LocalPostgres, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    pid_file = tmp_path / "pids" / "load.pid"
+    pid_file.parent.mkdir()
+    proc = start_cli(
+        tmp_path, "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "1",
+        "--readers", "1", "--out", str(out), "--pid-file", str(pid_file), "-q",
+    )  # fmt: skip
+    wait_for_records(out, minimum=10)
+    assert pid_file.read_text() == f"{proc.pid}\n"
+    os.kill(int(pid_file.read_text()), signal.SIGINT)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert not pid_file.exists()
+    assert list(pid_file.parent.iterdir()) == []
+    meta = read_json(out / "run.json")
+    assert meta["status"] == "interrupted"
+    assert meta["counts"]["records"] == len(records(out)) > 10
+
+
+def test_unwritable_pid_file_is_a_usage_error(
+    cli: CliRunner, pg: LocalPostgres, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = cli("load", "--rw", pg.dsn(), "--readers", "0", "--duration", "1",
+                 "--out", str(out), "--pid-file", str(tmp_path / "missing" / "x.pid"))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("pgchaos: error: --pid-file")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
