@@ -20,6 +20,9 @@ from pgchaos.errors import UsageError
 from pgchaos.inventory import Host, load_inventory
 
 UNITS = ("etcd", "patroni", "postgresql*", "haproxy", "keepalived")
+# Debian's HAProxy logs to /dev/log: its health-check lines ("Server primary/pg2 is UP")
+# carry the syslog identifier haproxy and may be missing from the unit's own journal.
+SYSLOG_IDENTIFIERS = ("haproxy",)
 POSTGRES_GROUP = "postgres_cluster"
 ETCD_GROUP = "etcd_cluster"
 
@@ -51,6 +54,16 @@ def commands_for(
         # journalctl fails on a glob that matches no unit at all, so PostgreSQL
         # units are only asked for where PostgreSQL runs.
         if not unit.startswith("postgresql") or POSTGRES_GROUP in host.groups
+    ]
+    cmds += [
+        Command(
+            f"journal-{ident}-syslog",
+            _sudo(
+                host,
+                f"journalctl --no-pager -o short-iso-precise {window} -t {shlex.quote(ident)}",
+            ),
+        )
+        for ident in SYSLOG_IDENTIFIERS
     ]
     if POSTGRES_GROUP in host.groups:
         config = f" -c {shlex.quote(patronictl_config)}" if patronictl_config else ""

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pgchaos import rundir
+from pgchaos import layers, rundir
 from pgchaos.classify import ERROR_CLASSES
 from pgchaos.errors import UsageError
-from pgchaos.events import read_events
+from pgchaos.events import Event, read_events
 from pgchaos.ledger import OK, read_records
 
 ENDPOINTS = ("rw", "ro")
@@ -53,6 +53,12 @@ DEFINITIONS = {
         " another server: after a commit of that term had been acknowledged and before a"
         " later commit of it was sent (a commit happens between the start and the"
         " completion of its operation, so overlaps within latency are not counted)"
+    ),
+    "layers": (
+        "the write gap after the fault broken down with the servers' logs (pgchaos logs):"
+        " lease expiry / detection (fault to Patroni noticing), election + promotion (to"
+        " PostgreSQL accepting connections as primary), HAProxy detection (to HAProxy marking"
+        " it UP), client reconnect (to the write that closed the gap); see pgchaos.layers"
     ),
     "split_brain_overlaps": (
         "per pair of terms on different servers with interleaved acknowledgements: the window"
@@ -384,6 +390,13 @@ def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
     }
 
 
+def _failover_layers(data: RunData, events: list[Event]) -> dict[str, Any]:
+    acked = data.mask("rw") & (data.kind == KINDS.index("write")) & _is_success(data)
+    return layers.analyze(
+        data.run_dir, data.start, events, windows(data, "rw"), data.finish[acked].tolist()
+    )
+
+
 def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any]:
     """The run's headline figures as a plain dict (what summary.json holds)."""
     run_dir = Path(run_dir)
@@ -392,6 +405,8 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
     events, warnings = read_events(run_dir)
     present = {ENDPOINTS[int(i)] for i in np.unique(data.endpoint)}
     brain = split_brain(data)
+    failover = _failover_layers(data, events)
+    warnings = warnings + failover["warnings"]
     summary: dict[str, Any] = {
         "run": str(run_dir),
         "run_id": data.meta.get("run_id"),
@@ -416,6 +431,8 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
         "split_brain": brain["split_brain"],
         "split_brain_overlaps": brain["overlaps"],
         "primary_periods": brain["primary_periods"],
+        "layers": failover["layers"],
+        "failover_milestones": failover["milestones"],
         "warnings": warnings,
         "verify": None,
         "definitions": DEFINITIONS,

@@ -84,11 +84,15 @@ def test_commands_for_a_postgres_and_etcd_host() -> None:
     cmds = {c.name: c.argv for c in commands_for(host, 1000.2, 2000.7, "/etc/patroni/p.yml")}
     assert set(cmds) == {
         "journal-etcd", "journal-patroni", "journal-postgresql", "journal-haproxy",
-        "journal-keepalived", "patronictl-list", "patronictl-history", "etcdctl-member-list",
+        "journal-keepalived", "journal-haproxy-syslog", "patronictl-list", "patronictl-history",
+        "etcdctl-member-list",
     }  # fmt: skip
     assert cmds["journal-postgresql"] == (
         "sudo -n journalctl --no-pager -o short-iso-precise --since @1000 --until @2001"
         " -u 'postgresql*'"
+    )
+    assert cmds["journal-haproxy-syslog"] == (
+        "sudo -n journalctl --no-pager -o short-iso-precise --since @1000 --until @2001 -t haproxy"
     )
     assert cmds["patronictl-list"] == "sudo -n patronictl -c /etc/patroni/p.yml list"
     assert cmds["patronictl-history"] == "sudo -n patronictl -c /etc/patroni/p.yml history"
@@ -102,6 +106,7 @@ def test_commands_for_a_root_balancer() -> None:
     cmds = commands_for(host, 0, 10)
     assert [c.name for c in cmds] == [
         "journal-etcd", "journal-patroni", "journal-haproxy", "journal-keepalived",
+        "journal-haproxy-syslog",
     ]  # fmt: skip
     assert not any(c.argv.startswith("sudo") for c in cmds)
 
@@ -175,7 +180,7 @@ def test_collect_over_ssh_from_a_reachable_host(tmp_path: Path) -> None:
     statuses = {c["name"]: c["exit_status"] for c in result["commands"]}
     assert statuses["patronictl-list"] == 1
     assert statuses["journal-patroni"] == 0
-    assert len(sshd.commands) == len(statuses) == 8
+    assert len(sshd.commands) == len(statuses) == 9
     target = tmp_path / "logs" / "pg1"
     journal = (target / "journal-patroni.txt").read_text()
     assert journal.startswith("output of: sudo -n journalctl --no-pager")
