@@ -103,6 +103,18 @@ def peers_covering_local(
     return [(net, addr) for net in peers for addr in local if addr in net]
 
 
+def ssh_client_address(ssh_connection: str) -> ipaddress.IPv4Address | None:
+    """The client address from SSH_CONNECTION ("client port server port"), if IPv4."""
+    fields = ssh_connection.split()
+    if not fields:
+        return None
+    try:
+        addr = ipaddress.ip_address(fields[0])
+    except ValueError:
+        return None
+    return addr if isinstance(addr, ipaddress.IPv4Address) else None
+
+
 def probe_address(net: Network) -> str:
     """An address inside a peer network to ask the routing table about."""
     if net.num_addresses == 1:

@@ -26,6 +26,7 @@ from ansible.module_utils.pgchaos_net import (
     probe_address,
     root_qdiscs,
     route_dev,
+    ssh_client_address,
     tc_commands,
 )
 
@@ -69,7 +70,9 @@ options:
     description:
       - IPv4 addresses or CIDRs of the other side. Required with O(state=present).
       - For C(partition) no peer may contain one of this node's own addresses (the rules
-        would then match the node's own packets).
+        would then match the node's own packets), nor the address Ansible connects from when
+        the module can see it (C(SSH_CONNECTION), often hidden by C(become)); never list the
+        control machine, or the partition cannot be lifted with Ansible.
     type: list
     elements: str
     default: []
@@ -249,6 +252,13 @@ class NetFault:
             self.module.fail_json(
                 msg=f"peer {net} contains this node's own address {addr}: the partition rules"
                 " would drop the node's own traffic; list the other nodes instead"
+            )
+        client = ssh_client_address(os.environ.get("SSH_CONNECTION", ""))
+        cut = [net for net in peers if client is not None and client in net]
+        if cut:
+            self.module.fail_json(
+                msg=f"peer {cut[0]} contains {client}, the address Ansible connects from"
+                " (SSH_CONNECTION): the partition would cut this node off from Ansible"
             )
         try:
             desired = partition_rules(peers, self.params["ports"], self.params["protocol"])

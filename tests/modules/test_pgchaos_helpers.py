@@ -21,6 +21,7 @@ from ansible.module_utils.pgchaos_net import (
     probe_address,
     root_qdiscs,
     route_dev,
+    ssh_client_address,
     tc_commands,
 )
 from ansible.module_utils.pgchaos_proc import (
@@ -274,3 +275,17 @@ def test_tc_commands_filter_each_peer_into_the_netem_band() -> None:
 def test_missing_qdisc_hint() -> None:
     assert "sch_netem" in missing_qdisc_hint("Error: Specified qdisc kind is unknown.")
     assert missing_qdisc_hint("RTNETLINK answers: Operation not permitted") == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10.77.0.1 51234 10.77.0.21 22", "10.77.0.1"),
+        ("::1 51234 ::1 22", None),
+        ("", None),
+        ("garbage", None),
+    ],
+)
+def test_ssh_client_address(value: str, expected: str | None) -> None:
+    found = ssh_client_address(value)
+    assert (None if found is None else str(found)) == expected

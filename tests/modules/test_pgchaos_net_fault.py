@@ -122,6 +122,8 @@ class FakeNet:
 @pytest.fixture
 def net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeNet:
     monkeypatch.setattr(mod, "NETEM_STATE_FILE", str(tmp_path / "pgchaos-netem.json"))
+    # The refusal to cut off Ansible's own address must not depend on how pytest was started.
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
     return FakeNet()
 
 
@@ -211,6 +213,15 @@ def test_absent_check_mode_keeps_the_partition(net: FakeNet) -> None:
 def test_a_peer_holding_the_own_address_is_refused(net: FakeNet) -> None:
     msg = fail(net, mode="partition", peers=["10.79.0.0/24"])
     assert msg.startswith(f"peer 10.79.0.0/24 contains this node's own address {OWN}")
+    assert "PGCHAOS" not in net.chains
+
+
+def test_a_peer_holding_the_ansible_client_is_refused(
+    net: FakeNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSH_CONNECTION", "10.79.0.1 40000 10.79.0.11 22")
+    msg = fail(net, mode="partition", peers=[PEER, "10.79.0.0/31"])
+    assert msg.startswith("peer 10.79.0.0/31 contains 10.79.0.1, the address Ansible connects from")
     assert "PGCHAOS" not in net.chains
 
 
