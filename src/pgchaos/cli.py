@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", type=Path, metavar="RUN")
     report.add_argument("-q", "--quiet", action="store_true")
 
+    combine = sub.add_parser(
+        "combine", help="one index.html and results.json over many runs (pass/fail per scenario)"
+    )
+    combine.add_argument("out", type=Path, metavar="OUT", help="folder for index.html/results.json")
+    combine.add_argument("runs", type=Path, nargs="*", metavar="RUN")
+    combine.add_argument(
+        "--runs-dir", type=Path, metavar="DIR", help="take every run folder directly under DIR"
+    )
+
     logs = sub.add_parser("logs", help="collect server logs of the run's time window over SSH")
     logs.add_argument("run", type=Path, metavar="RUN")
     logs.add_argument("--inventory", "-i", required=True, metavar="INV")
@@ -155,6 +164,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pgchaos.report import run_report
 
         return run_report(args.run, quiet=args.quiet)
+    if args.command == "combine":
+        from pgchaos.combine import run_combine
+
+        return run_combine(args.out, args.runs, args.runs_dir)
     from pgchaos.logs import run_logs
 
     return run_logs(

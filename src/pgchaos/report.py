@@ -29,8 +29,8 @@ from pgchaos.summary import (
     summarize,
 )
 
-SUMMARY_FILE = "summary.json"
-REPORT_FILE = "report.html"
+SUMMARY_FILE = rundir.SUMMARY_FILE
+REPORT_FILE = rundir.REPORT_FILE
 PLOTS_DIR = "plots"
 COLORS = {"rw": "tab:red", "ro": "tab:blue"}
 CLASS_COLORS = {

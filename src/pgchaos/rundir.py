@@ -14,6 +14,8 @@ from pgchaos.ledger import RECORDS_FILE
 
 RUN_FILE = "run.json"
 EVENTS_FILE = "events.jsonl"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
 
 
 def default_out() -> Path:
