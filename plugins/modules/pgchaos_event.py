@@ -83,8 +83,7 @@ line:
 
 
 def utc_now_iso() -> str:
-    # timezone.utc, not datetime.UTC: modules stay importable on Python < 3.11 hosts.
-    now = datetime.now(timezone.utc)  # noqa: UP017 - see above
+    now = datetime.now(timezone.utc)  # noqa: UP017 - datetime.UTC is Python >= 3.11 only
     return now.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
