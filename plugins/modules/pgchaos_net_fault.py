@@ -48,8 +48,8 @@ description:
     qdisc someone configured (any root handle other than the kernel default C(0:)).
   - O(state=present) makes the fault exactly what the arguments say (a second run with the
     same arguments changes nothing; other arguments replace the previous fault of that mode).
-    O(state=absent) removes what this module added, and nothing else, the PGCHAOS chain and
-    its jumps for C(partition), the C(5043:) root qdiscs on every interface for C(netem).
+    O(state=absent) removes what this module added and nothing else; the PGCHAOS chain and
+    its jumps for C(partition); the C(5043:) root qdiscs on every interface for C(netem).
   - The netem parameters in force are remembered in C(/run/pgchaos-netem.json) (tc prints
     them in a version-dependent format); the file goes with O(state=absent) and with a reboot,
     like the qdiscs themselves.

@@ -16,10 +16,10 @@ description:
     every process of the container (the cgroup freezer) so the node hangs with its sockets
     open, C(unpause) resumes it, C(start) boots a stopped node again (the lab keeps its
     address).
-  - Idempotent by the container's status (C(docker inspect)), C(kill) and C(stop) of a
+  - Idempotent by the container's status (C(docker inspect)); C(kill) and C(stop) of a
     container that is not running, C(start) of a running one, C(pause) of a paused one and
     C(unpause) of one that is not paused change nothing.
-  - On real hosts there is no container to kill, scenarios combine M(pgchaos_service_fault)
+  - On real hosts there is no container to kill; scenarios combine M(pgchaos_service_fault)
     (kill every service of the node) and M(pgchaos_net_fault) (partition it from everybody)
     instead.
 version_added: "0.1.0"

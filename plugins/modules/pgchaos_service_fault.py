@@ -36,7 +36,7 @@ description:
     after the killed processes are gone, before a restart delay has usually elapsed.
   - A frozen process keeps its sockets open, so peers see a hung service rather than a dead
     one. Thaw it again, or stop the unit (systemd sends SIGCONT after SIGTERM when stopping).
-  - Idempotent where that means something, C(stop) of a stopped unit, C(start) of a started
+  - Idempotent where that means something; C(stop) of a stopped unit, C(start) of a started
     one, C(freeze) of frozen processes and C(thaw) of running ones report no change. C(kill)
     reports a change whenever there is a process to kill.
 version_added: "0.1.0"
