@@ -11,6 +11,9 @@ Commands (see ``pgchaos --help``):
     Writes ``summary.json``, PNG plots and a self-contained ``report.html``.
 ``pgchaos logs --inventory INV RUN``
     Collects journald logs, ``patronictl`` and ``etcdctl`` output over SSH.
+``pgchaos combine OUT RUN [RUN ...]`` (or ``--runs-dir DIR``)
+    Writes ``OUT/index.html`` and ``OUT/results.json``: one row per run with its
+    scenario, expectations, verdict and headline figures (see :mod:`pgchaos.combine`).
 
 Typical use::
 
@@ -20,6 +23,9 @@ Typical use::
     pgchaos verify runs/primary-kill            # exit 1 if an acknowledged write was lost
     pgchaos report runs/primary-kill            # summary.json, plots/*.png, report.html
     pgchaos logs --inventory inventory/lab.yml runs/primary-kill
+    pgchaos combine runs/site --runs-dir runs    # runs/site/index.html over every run
+    pgchaos load --duration 1h --pid-file /tmp/load.pid --out runs/x &   # later:
+    kill -INT "$(cat /tmp/load.pid)"            # ends the run cleanly, like Ctrl-C
 
 ``--rate`` is per worker (writers and readers alike); ``--rate 0`` runs as fast as
 possible.  Bad input (unparsable DSN, unreachable endpoint at start, missing or
@@ -61,8 +67,35 @@ Run folder layout
     seconds (number or numeric string); ``action`` and ``target`` are required
     strings, ``scenario`` and ``detail`` optional.  Lines that do not parse are
     reported and ignored by ``pgchaos report``.
+``expectations.json``
+    Written by the chaos playbooks, read by ``pgchaos combine``::
+
+        {"scenario": "patroni-leader-node",
+         "expectations": [{"name": "...", "expected": "...", "observed": "...",
+                           "passed": true}]}
+
 ``verify.json``, ``summary.json``, ``report.html``, ``plots/*.png``, ``logs/<host>/``
     Written by ``verify``, ``report`` and ``logs``.
+
+Split brain
+-----------
+A *primary term* is a (server, timeline) pair that acknowledged writes on the rw
+endpoint; a server that is primary again after a failover is on a new timeline,
+so a term is never legitimately interrupted.  Each write committed somewhere
+between the start and the completion of its operation.  ``summary.json`` reports
+``split_brain: true`` when an acknowledgement of one server certainly committed
+inside the term of another server: after one of that term's commits was
+acknowledged and before another of its commits was sent.  ``split_brain_overlaps``
+lists each such pair of terms with the window and the interleaved counts;
+``primary_periods`` lists the terms.  Overlaps within latency are not counted.
+
+Failover layers
+---------------
+``summary.json`` ``layers`` breaks the write gap after the fault down with the
+logs collected by ``pgchaos logs``: lease expiry / detection, election +
+promotion, HAProxy detection, client reconnect; ``failover_milestones`` holds the
+log lines used.  Missing data gives ``seconds: null`` and a ``reason``.  The
+patterns are listed in :mod:`pgchaos.layers`.
 
 Unavailability (client-observed RTO)
 ------------------------------------

@@ -261,6 +261,12 @@ def analyze(
             "end_s": end["at_s"] if end else None,
             "seconds": None,
             "reason": None,
+            # the log line (or the write) that ended the layer
+            "detail": (
+                f"{end['host']}: {end['line']}"
+                if end and "line" in end
+                else ("acknowledged write" if end and end_key == "first_ack" else None)
+            ),
         }
         if begin and end:
             layer["seconds"] = round(end["epoch"] - begin["epoch"], 3)

@@ -318,7 +318,7 @@ def render_html(summary: dict[str, Any], plots: list[Path]) -> str:
     layers = [
         f"<tr><td>{esc(x['layer'])}</td><td>{esc(x['start'] or '-')}</td>"
         f"<td>{esc(x['end'] or '-')}</td><td>{_fmt(x['seconds'], ' s')}</td>"
-        f"<td>{esc(x.get('reason') or x.get('detail') or '')}</td></tr>"
+        f"<td class='l'>{esc(x.get('reason') or x.get('detail') or '')}</td></tr>"
         for x in summary.get("layers") or []
     ]
     images = "".join(
@@ -341,6 +341,7 @@ body {{ font-family: sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; margin-bottom: 1em; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
 .bad {{ color: #b00; }} .good {{ color: #070; }} img {{ max-width: 100%; }}
+td.l {{ text-align: left; }}
 </style></head><body>
 <h1>pgchaos run</h1>
 <p>{esc(summary["started_at"])} → {esc(summary["ended_at"])} ({summary["duration_s"]} s),
@@ -438,6 +439,9 @@ def run_report(run_dir: Path, *, quiet: bool = False) -> int:
                 f"{verify['in_doubt']} in doubt"
             )
         print(f"split brain: {'YES' if summary['split_brain'] else 'no'}")
+        measured = [x for x in summary["layers"] if x["seconds"] is not None]
+        if measured:
+            print("layers: " + ", ".join(f"{x['layer']} {x['seconds']} s" for x in measured))
         for warning in summary["warnings"]:
             print(f"warning: {warning}")
         print(f"-> {run_dir / REPORT_FILE}")

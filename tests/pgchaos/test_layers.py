@@ -160,6 +160,10 @@ def test_layers_of_a_failover(tmp_path: Path) -> None:
     assert seconds == pytest.approx([9.0, 0.6, 1.4, 0.505], abs=0.002)
     assert all(x["reason"] is None for x in summary["layers"])
     assert layers["HAProxy detection"]["start"] == milestones["promotion_done"]["time"]
+    assert layers["HAProxy detection"]["detail"].startswith(
+        "lb1: haproxy: Server primary/pg2 is UP"
+    )
+    assert layers["client reconnect"]["detail"] == "acknowledged write"
     # The layers add up to the time from the fault to the first write after it.
     assert sum(seconds) == pytest.approx(21.505 - 10.0, abs=0.002)
 
