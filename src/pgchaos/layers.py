@@ -71,6 +71,8 @@ NOT_FAULTS = frozenset(
 LOCK_ACQUIRED = (
     re.compile(r"promoted self to leader by acquiring session lock"),
     re.compile(r"acquired session lock as a leader"),
+    # the leader kept its lock and promotes its restarted PostgreSQL again (in place)
+    re.compile(r"promoted self to leader because i had the session lock", re.I),
 )
 DETECTION = (
     re.compile(r"Lock owner: None; I am \S+"),  # the leader key is gone (expired or released)
@@ -81,6 +83,9 @@ DETECTION = (
     re.compile(r"demoted self because"),
     re.compile(r"demoting self because"),
     re.compile(r"Cleaning up failover key after acquiring leader lock"),
+    # the leader's own PostgreSQL died and Patroni restarts it, keeping the lock
+    re.compile(r"starting as readonly because i had the session lock", re.I),
+    re.compile(r"starting primary after failure"),
     *LOCK_ACQUIRED,
 )
 PATRONI_PROMOTED = re.compile(r"cleared rewind state after becoming the leader")

@@ -60,6 +60,7 @@ def failover_run(tmp_path: Path, *, with_logs: bool = True) -> Path:
         journal(
             "pg2",
             [
+                (T0 + 2.0, P + "Lock owner: None; I am pg2"),  # before the fault: ignored
                 (T0 + 8.0, "patroni[812]: INFO: no action. I am (pg2), a secondary, and "
                            "following a leader (pg1)"),
                 (T0 + 19.0, P + "Lock owner: None; I am pg2"),
@@ -218,3 +219,31 @@ def test_layers_timestamps_are_utc_iso() -> None:
     assert datetime.fromisoformat(stamp(T0 + 0.5)) - datetime.fromtimestamp(T0, UTC) == timedelta(
         seconds=0.5
     )
+
+
+def test_in_place_recovery_of_the_leader(tmp_path: Path) -> None:
+    """kill-postgres: Patroni keeps the lock and brings its PostgreSQL back as primary."""
+    run = failover_run(tmp_path)
+    for host in ("pg2", "pg3"):
+        (run / "logs" / host / "journal-patroni.txt").write_text("-- No entries --\n")
+    (run / "logs" / "pg1" / "journal-patroni.txt").write_text(
+        journal(
+            "pg1",
+            [
+                (T0 + 12.0, P + "starting as readonly because i had the session lock"),
+                (T0 + 14.0, P + "promoted self to leader because I had the session lock"),
+                (T0 + 14.2, pg_line("selected new timeline ID: 2")),
+                (T0 + 14.5, pg_line("database system is ready to accept connections")),
+            ],
+        )
+    )
+    (run / "logs" / "lb1" / "journal-haproxy-syslog.txt").write_text(
+        journal("lb1", [(T0 + 16.0, "haproxy[55]: Server primary/pg1 is UP, reason: ok")])
+    )
+    summary = summarize(run)
+    milestones = summary["failover_milestones"]
+    assert milestones["detection"]["at_s"] == pytest.approx(12.0)
+    assert milestones["lock_acquired"]["host"] == "pg1"
+    assert milestones["promotion_done"]["at_s"] == pytest.approx(14.5)
+    seconds = [x["seconds"] for x in summary["layers"]]
+    assert seconds == pytest.approx([2.0, 2.5, 1.5, 5.505], abs=0.002)
