@@ -5,12 +5,13 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup lab lab-down deploy status demo lint unit molecule test bench-load clean
+.PHONY: help setup lab lab-down deploy status demo demo-scenario lint unit molecule chaos chaos-reset test bench-load clean
 
 help:
 	@echo "make demo      set up, start the lab, deploy the cluster, show its state"
 	@echo "make test      lint, unit and integration tests, Molecule scenarios"
-	@echo "make setup | lab | deploy | status | lab-down | lint | unit | molecule | bench-load"
+	@echo "make chaos     every failure scenario on the lab, one combined report"
+	@echo "make setup | lab | deploy | status | lab-down | lint | unit | molecule | chaos-reset | bench-load"
 
 setup:
 	scripts/setup.sh
@@ -27,7 +28,22 @@ deploy: lab
 status:
 	ansible-playbook playbooks/status.yml
 
-demo: deploy status
+demo: deploy status demo-scenario
+
+# The seed's first experiment: the leader's node lost under load, measured and reported.
+demo-scenario:
+	ansible-playbook playbooks/chaos-patroni-leader.yml -e chaos_method=node
+	@echo "report: $$(ls -d $(CURDIR)/runs/patroni-leader-node-* | tail -n 1)/report.html"
+
+# All scenarios into runs/suite-<time>/, then one table: runs/suite-<time>/combined/index.html.
+chaos: deploy
+	@ts=$$(date -u +%Y%m%dT%H%M%SZ); dir=runs/suite-$$ts; mkdir -p $$dir; \
+	ansible-playbook playbooks/chaos-all.yml -e chaos_runs_dir=$(CURDIR)/$$dir; rc=$$?; \
+	pgchaos combine $$dir/combined --runs-dir $$dir; ln -sfn suite-$$ts runs/latest-suite; \
+	echo "combined report: $(CURDIR)/$$dir/combined/index.html"; exit $$rc
+
+chaos-reset:
+	ansible-playbook playbooks/chaos-reset.yml
 
 lint: setup
 	yamllint -s .
@@ -42,7 +58,7 @@ molecule: setup
 	scripts/lab.sh image
 	molecule test --all
 
-test: lint unit molecule
+test: lint unit molecule chaos
 
 bench-load: setup
 	$(BIN)/python scripts/bench_load.py

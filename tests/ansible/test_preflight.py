@@ -47,20 +47,38 @@ def test_a_sound_inventory_passes() -> None:
     ("inventory", "extra", "message"),
     [
         ("even_etcd.yml", [], "etcd_cluster has 2 host(s): use an odd number"),
-        ("single_etcd.yml", [], "A single etcd node is only accepted with etcd_allow_single_node=true"),
-        ("duplicate_address.yml", [], "These addresses stand for more than one inventory host: ['127.0.0.12']"),
-        ("missing_group.yml", [], "The inventory needs the groups etcd_cluster, postgres_cluster and balancers"),
+        (
+            "single_etcd.yml",
+            [],
+            "A single etcd node is only accepted with etcd_allow_single_node=true",
+        ),
+        (
+            "duplicate_address.yml",
+            [],
+            "These addresses stand for more than one inventory host: ['127.0.0.12']",
+        ),
+        (
+            "missing_group.yml",
+            [],
+            "The inventory needs the groups etcd_cluster, postgres_cluster and balancers",
+        ),
         (
             "good.yml",
             ["-e", "ansible_distribution=Ubuntu", "-e", "ansible_distribution_major_version=20"],
             "pgchaos supports Debian 12 (bookworm)",
         ),
         ("good.yml", ["-e", "etcd_client_port=abc"], "argument 'etcd_client_port' is of type str"),
-        ("good.yml", ["-e", "patroni_install_method=docker"], "patroni_install_method must be one of: pip, package"),
+        (
+            "good.yml",
+            ["-e", "patroni_install_method=docker"],
+            "patroni_install_method must be one of: pip, package",
+        ),
         ("good.yml", ["-e", "chaos_allowed=maybe"], "chaos_allowed must be true or false"),
     ],
 )
-def test_a_bad_inventory_stops_with_a_clear_message(inventory: str, extra: list[str], message: str) -> None:
+def test_a_bad_inventory_stops_with_a_clear_message(
+    inventory: str, extra: list[str], message: str
+) -> None:
     result = run_preflight(inventory, *extra)
     assert result.returncode != 0, result.stdout[-3000:]
     assert message in result.stdout, result.stdout[-3000:]
