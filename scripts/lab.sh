@@ -120,6 +120,13 @@ remove_containers() {
 
 up() {
   build_image
+  # A deployed lab whose generated passwords are gone (a fresh clone, a deleted .lab/) cannot
+  # be redeployed: Patroni would get passwords its cluster never had.  Start it afresh.
+  if [ ! -d "$LAB_DIR/secrets" ] && [ -n "$($DOCKER ps -aq --filter label="$LABEL")" ] \
+     && $DOCKER exec "${NAME_PREFIX}pg1" test -d /etc/patroni 2>/dev/null; then
+    log "lab was deployed with secrets this checkout does not have: recreating it"
+    remove_containers
+  fi
   ensure_network
   ensure_key
   local entry ips=()
