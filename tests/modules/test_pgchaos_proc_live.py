@@ -9,13 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from ansible.module_utils import pgchaos_proc
 from ansible.module_utils.pgchaos_proc import (
-    cgroup_paths,
     is_frozen,
     is_running,
     proc_state,
-    read_text,
-    unit_pids,
 )
 
 
@@ -60,10 +58,22 @@ def test_a_missing_pid() -> None:
     assert not is_running(2**22 + 12345)
 
 
-def test_unit_pids_finds_processes_of_our_own_cgroup(sleeper: subprocess.Popen[bytes]) -> None:
-    paths = [p for p in cgroup_paths(read_text("/proc/self/cgroup") or "") if p != "/"]
-    if not paths:
-        pytest.skip("this process sits in the root cgroup: no unit to look for")
-    found = unit_pids(paths[-1])
-    assert os.getpid() in found
-    assert sleeper.pid in found
+def test_unit_pids_finds_the_live_processes_of_a_unit(
+    sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test runner may sit in the root cgroup, so the two live processes are put in a
+    # unit's cgroup by what /proc/<pid>/cgroup says of them; everything else is real.
+    unit = "/system.slice/pgchaos-test.service"
+    members = {os.getpid(), sleeper.pid}
+    real_read_text = pgchaos_proc.read_text
+
+    def fake_read_text(path: str) -> str | None:
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "proc" and parts[3] == "cgroup" and parts[2].isdigit():
+            inside = int(parts[2]) in members
+            return f"1:name=systemd:{unit if inside else '/user.slice'}\n"
+        return real_read_text(path)
+
+    monkeypatch.setattr(pgchaos_proc, "read_text", fake_read_text)
+    assert pgchaos_proc.unit_pids(unit) == sorted(members)
+    assert pgchaos_proc.unit_pids("/system.slice/other.service") == []
