@@ -11,7 +11,7 @@ PREFIX=${SUBNET%.*}            # 10.77.0
 BASE_IMAGE=pgchaos-base:bookworm
 IMAGE=${LAB_IMAGE:-pgchaos-host:bookworm}
 # name:last-octet; the inventory (inventory/lab/hosts.yml) uses the same addresses.
-HOSTS=${LAB_HOSTS:-"etcd1:11 etcd2:12 etcd3:13 pg1:21 pg2:22 pg3:23 lb1:31"}
+HOSTS=${LAB_HOSTS:-"etcd1:11 etcd2:12 etcd3:13 pg1:21 pg2:22 pg3:23 lb1:31 lb2:32"}
 DOCKER=${DOCKER:-docker}
 # Container names are $NAME_PREFIX<host>; the label tells this lab's containers apart.
 NAME_PREFIX=${LAB_NAME_PREFIX:-pgchaos-}

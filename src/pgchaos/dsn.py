@@ -74,6 +74,7 @@ def validate(dsn: str, what: str) -> dict[str, str]:
 def resolve_endpoints(rw: str | None, ro: str | None, env_file: str | None) -> Endpoints:
     """Combine --rw/--ro with the env file.
 
+    The env file fills in missing endpoints, and the credentials a given one lacks.
     An explicitly named env file must exist.  The default one is only needed when
     an endpoint is missing; when only --rw is given and there is no env file, the
     readers use the rw endpoint too.
@@ -91,8 +92,26 @@ def resolve_endpoints(rw: str | None, ro: str | None, env_file: str | None) -> E
         raise UsageError(
             f"no endpoints: give --rw/--ro or create {path} (or point --env-file at one)"
         )
-    env_rw, env_ro = endpoints_from_env(parse_env_file(path), path)
-    return Endpoints(rw or env_rw, ro or env_ro, str(path.resolve()))
+    values = parse_env_file(path)
+    env_rw, env_ro = endpoints_from_env(values, path)
+    return Endpoints(
+        with_credentials(rw, values) if rw else env_rw,
+        with_credentials(ro, values) if ro else env_ro,
+        str(path.resolve()),
+    )
+
+
+def with_credentials(dsn: str, values: dict[str, str]) -> str:
+    """The DSN with the env file's user, password and database where it names none.
+
+    So that a DSN choosing other hosts (a libpq host list, one balancer) can be given on
+    the command line without its password.
+    """
+    params = validate(dsn, "endpoint")
+    for key, var in (("user", "PGUSER"), ("password", "PGPASSWORD"), ("dbname", "PGDATABASE")):
+        if key not in params and values.get(var):
+            params[key] = values[var]
+    return pg_conninfo.make_conninfo("", **params)
 
 
 def redact(dsn: str) -> str:

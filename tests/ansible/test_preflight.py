@@ -74,6 +74,28 @@ def test_a_sound_inventory_passes() -> None:
             "patroni_install_method must be one of: pip, package",
         ),
         ("good.yml", ["-e", "chaos_allowed=maybe"], "chaos_allowed must be true or false"),
+        (
+            "two_balancers.yml",
+            ["-e", "keepalived_vip=10.1.2"],
+            "keepalived_vip '10.1.2' is not an IPv4 address",
+        ),
+        (
+            "good.yml",
+            ["-e", "keepalived_vip=203.0.113.5"],
+            "needs at least two hosts in balancers to move between (found 1)",
+        ),
+        (
+            "two_balancers.yml",
+            ["-e", "keepalived_vip=127.0.0.32"],
+            "keepalived_vip 127.0.0.32 is the address of b2",
+        ),
+        # TEST-NET-3: outside whatever subnet the control machine's default route uses.
+        (
+            "two_balancers.yml",
+            ["-e", "keepalived_vip=203.0.113.5"],
+            "keepalived_vip 203.0.113.5 must be a free address of this balancer's cluster subnet",
+        ),
+        ("two_balancers.yml", ["-e", "keepalived_nopreempt=sometimes"], "keepalived_nopreempt"),
     ],
 )
 def test_a_bad_inventory_stops_with_a_clear_message(

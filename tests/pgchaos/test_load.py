@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from chaoshelpers import CliRunner, read_json, records, start_cli, wait_for_records
 
-from pgchaos.localpg import PG_BIN, LocalPostgres
+from pgchaos.localpg import PG_BIN, LocalPostgres, free_port
 from pgchaos.workload import ensure_schema
 
 pytestmark = pytest.mark.postgres
@@ -390,3 +390,36 @@ def test_unwritable_pid_file_is_a_usage_error(
     assert result.stderr.startswith("pgchaos: error: --pid-file")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_libpq_host_list_skips_a_dead_host(pg: LocalPostgres, tmp_path: Path) -> None:
+    """The client alternative to a VIP: every entry listed, libpq takes the first that fits."""
+    dead = free_port()
+    env = tmp_path / "client.env"
+    env.write_text(
+        f"export PGHOST=127.0.0.1\nexport PGPORT={pg.port}\nexport PGUSER={pg.user}\n"
+        f"export PGPASSWORD='{pg.password}'\nexport PGDATABASE={pg.dbname}\n"
+    )
+    hosts = f"host=127.0.0.1,127.0.0.1 port={dead},{pg.port}"
+    out = tmp_path / "run"
+    proc = start_cli(
+        tmp_path,
+        "load",
+        "--rw", f"{hosts} target_session_attrs=read-write",
+        "--ro", f"{hosts} target_session_attrs=prefer-standby",
+        "--env-file", str(env),
+        "--writers", "2",
+        "--readers", "1",
+        "--rate", "20",
+        "--duration", "2",
+        "--out", str(out),
+    )  # fmt: skip
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    rows = records(out)
+    assert rows
+    assert all(r["outcome"] == "ok" for r in rows)
+    assert {r["server"] for r in rows} == {f"127.0.0.1:{pg.port}"}
+    meta = read_json(out / "run.json")
+    assert "target_session_attrs=read-write" in meta["endpoints"]["rw"]
+    assert pg.password not in (out / "run.json").read_text()

@@ -39,8 +39,11 @@ def test_env_file_parsing(tmp_path: Path) -> None:
     assert ro["port"] == "5001"
     env.write_text(env.read_text() + "export PGPORT_REPLICA=6001\n")
     assert "port=6001" in resolve_endpoints(None, None, str(env)).ro
-    # an explicit --rw wins over the file
-    assert resolve_endpoints("host=a", None, str(env)).rw == "host=a"
+    # an explicit --rw wins over the file, which only fills in what it lacks
+    given = resolve_endpoints("host=a,b port=5000 user=other", None, str(env)).rw
+    assert psycopg.conninfo.conninfo_to_dict(given) == {
+        "host": "a,b", "port": "5000", "user": "other", "password": "s3 cr#et", "dbname": "app"
+    }  # fmt: skip
 
 
 def test_only_rw_without_env_file_reads_from_rw(
