@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup lab lab-down deploy status demo demo-scenario lint unit molecule chaos chaos-reset test bench-load clean
+.PHONY: help setup lab lab-down deploy status demo demo-scenario lint unit molecule vagrant lab-checks chaos chaos-reset test bench-load clean
 
 help:
 	@echo "make demo      set up, start the lab, deploy the cluster, show its state"
@@ -58,7 +58,15 @@ molecule: setup
 	scripts/lab.sh image
 	molecule test --all
 
-test: lint unit molecule chaos
+# The Vagrantfile: validated, brought up with Vagrant's docker provider, site.yml twice.
+vagrant: setup
+	scripts/vagrant-docker.sh test
+
+# On the freshly deployed lab: the example inventory's preflight, and site.yml --check.
+lab-checks: deploy
+	pytest tests/lab
+
+test: lint unit molecule vagrant lab-checks chaos
 
 bench-load: setup
 	$(BIN)/python scripts/bench_load.py

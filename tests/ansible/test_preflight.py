@@ -7,6 +7,7 @@ preflight only reads, so nothing outside the test is touched.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,9 @@ def test_a_sound_inventory_passes() -> None:
             "keepalived_vip 203.0.113.5 must be a free address of this balancer's cluster subnet",
         ),
         ("two_balancers.yml", ["-e", "keepalived_nopreempt=sometimes"], "keepalived_nopreempt"),
+        # No tolerance at all: the round trip alone exceeds it.
+        ("good.yml", ["-e", "pgchaos_max_clock_skew=-5"], "s off the control machine's"),
+        ("good.yml", ["-e", "ansible_become_user=pgchaos-nobody"], "cannot become root as"),
     ],
 )
 def test_a_bad_inventory_stops_with_a_clear_message(
@@ -109,3 +113,13 @@ def test_a_bad_inventory_stops_with_a_clear_message(
 def test_a_single_etcd_node_is_accepted_when_asked_for() -> None:
     result = run_preflight("single_etcd.yml", "-e", "etcd_allow_single_node=true")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_port_taken_by_something_else_stops_preflight() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = run_preflight("good.yml", "-e", f"haproxy_stats_port={port}")
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert f"port {port} is taken by" in result.stdout, result.stdout[-3000:]
