@@ -11,7 +11,7 @@ help:
 	@echo "make demo      set up, start the lab, deploy the cluster, show its state"
 	@echo "make test      lint, unit and integration tests, Molecule scenarios"
 	@echo "make chaos     every failure scenario on the lab, one combined report"
-	@echo "make setup | lab | deploy | status | lab-down | lint | unit | molecule | chaos-reset | bench-load"
+	@echo "make setup | lab | deploy | status | lab-down | lint | unit | molecule | vagrant | lab-checks | chaos-reset | bench-load"
 
 setup:
 	scripts/setup.sh

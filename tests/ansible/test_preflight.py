@@ -100,6 +100,7 @@ def test_a_sound_inventory_passes() -> None:
         # No tolerance at all: the round trip alone exceeds it.
         ("good.yml", ["-e", "pgchaos_max_clock_skew=-5"], "s off the control machine's"),
         ("good.yml", ["-e", "ansible_become_user=pgchaos-nobody"], "cannot become root as"),
+        ("good.yml", ["--limit", "balancers"], "site.yml runs on the whole inventory, not --limit"),
     ],
 )
 def test_a_bad_inventory_stops_with_a_clear_message(
