@@ -75,20 +75,17 @@ def resolve_endpoints(rw: str | None, ro: str | None, env_file: str | None) -> E
     """Combine --rw/--ro with the env file.
 
     The env file fills in missing endpoints, and the credentials a given one lacks.
-    An explicitly named env file must exist.  The default one is only needed when
-    an endpoint is missing; when only --rw is given and there is no env file, the
-    readers use the rw endpoint too.
+    An explicitly named env file must exist.  The default one is used when it exists;
+    without it, --rw is needed, and when only --rw is given the readers use it too.
     """
     if rw is not None:
         validate(rw, "--rw")
     if ro is not None:
         validate(ro, "--ro")
-    if rw is not None and ro is not None and env_file is None:
-        return Endpoints(rw, ro, None)
     path = Path(env_file) if env_file is not None else DEFAULT_ENV_FILE
     if env_file is None and not path.exists():
         if rw is not None:
-            return Endpoints(rw, rw, None)
+            return Endpoints(rw, ro if ro is not None else rw, None)
         raise UsageError(
             f"no endpoints: give --rw/--ro or create {path} (or point --env-file at one)"
         )
@@ -105,12 +102,15 @@ def with_credentials(dsn: str, values: dict[str, str]) -> str:
     """The DSN with the env file's user, password and database where it names none.
 
     So that a DSN choosing other hosts (a libpq host list, one balancer) can be given on
-    the command line without its password.
+    the command line without its password.  The password only goes with its own user.
     """
     params = validate(dsn, "endpoint")
-    for key, var in (("user", "PGUSER"), ("password", "PGPASSWORD"), ("dbname", "PGDATABASE")):
+    for key, var in (("user", "PGUSER"), ("dbname", "PGDATABASE")):
         if key not in params and values.get(var):
             params[key] = values[var]
+    same_user = params.get("user") == values.get("PGUSER")
+    if "password" not in params and values.get("PGPASSWORD") and same_user:
+        params["password"] = values["PGPASSWORD"]
     return pg_conninfo.make_conninfo("", **params)
 
 

@@ -40,9 +40,13 @@ def test_env_file_parsing(tmp_path: Path) -> None:
     env.write_text(env.read_text() + "export PGPORT_REPLICA=6001\n")
     assert "port=6001" in resolve_endpoints(None, None, str(env)).ro
     # an explicit --rw wins over the file, which only fills in what it lacks
-    given = resolve_endpoints("host=a,b port=5000 user=other", None, str(env)).rw
-    assert psycopg.conninfo.conninfo_to_dict(given) == {
-        "host": "a,b", "port": "5000", "user": "other", "password": "s3 cr#et", "dbname": "app"
+    given = resolve_endpoints("host=a,b port=5000", "host=c user=other", str(env))
+    assert psycopg.conninfo.conninfo_to_dict(given.rw) == {
+        "host": "a,b", "port": "5000", "user": "app user", "password": "s3 cr#et", "dbname": "app"
+    }  # fmt: skip
+    # another user does not get this user's password
+    assert psycopg.conninfo.conninfo_to_dict(given.ro) == {
+        "host": "c", "user": "other", "dbname": "app"
     }  # fmt: skip
 
 
@@ -54,6 +58,20 @@ def test_only_rw_without_env_file_reads_from_rw(
     assert endpoints.ro == "host=a"
     with pytest.raises(UsageError, match="no endpoints"):
         resolve_endpoints(None, "host=b", None)
+
+
+def test_the_default_env_file_fills_in_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".lab").mkdir()
+    (tmp_path / ".lab" / "client.env").write_text(
+        "export PGHOST=h\nexport PGUSER=app\nexport PGPASSWORD=pw\nexport PGDATABASE=db\n"
+    )
+    endpoints = resolve_endpoints("host=a,b port=5000,5000", "host=a,b port=5001,5001", None)
+    assert "password=pw" in endpoints.rw
+    assert "password=pw" in endpoints.ro
+    assert endpoints.env_file == str((tmp_path / ".lab" / "client.env").resolve())
 
 
 def test_redact_and_harden() -> None:
