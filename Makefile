@@ -9,7 +9,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 help:
 	@echo "make demo      set up, start the lab, deploy the cluster, show its state"
-	@echo "make test      lint, unit and integration tests, Molecule scenarios"
+	@echo "make test      lint, unit tests, Molecule, the Vagrantfile, lab checks, every failure scenario"
 	@echo "make chaos     every failure scenario on the lab, one combined report"
 	@echo "make setup | lab | deploy | status | lab-down | lint | unit | molecule | vagrant | lab-checks | chaos-reset | bench-load"
 
