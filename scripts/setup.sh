@@ -15,6 +15,8 @@ have_cmd psql || need_pkgs+=(postgresql-client)
 # The load tool's tests and benchmark start a throwaway local server.
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The report's browser test opens report.html in headless Chromium.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if have_cmd apt-get && [ "$(id -u)" = 0 ]; then

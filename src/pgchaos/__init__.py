@@ -40,7 +40,8 @@ Run folder layout
     One row per operation, streamed and flushed while the run goes on.  Columns:
 
     ``time``        epoch seconds when the operation started
-    ``endpoint``    ``rw`` or ``ro``
+    ``endpoint``    ``rw`` (writers), ``ro`` (readers) or ``rwr`` (readers on the
+                    write port, checked for read-your-writes)
     ``kind``        ``write``, ``read`` or ``connect`` (a (re)connection attempt)
     ``worker``      worker number within its endpoint
     ``latency_ms``  duration of the operation
@@ -53,8 +54,9 @@ Run folder layout
     ``role``        ``primary`` or ``replica`` (``pg_is_in_recovery()``)
     ``timeline``    the server's timeline
     ``id``/``seq``  the client-generated row id and per-writer sequence of a write
-    ``lag_ms``      on reads: visibility lag, the time from the acknowledgement of
-                    a write to the first read that saw it on this endpoint
+    ``lsn``         on reads: the server's WAL position (replay position on a replica)
+    ``seen``        on reads: for each writer of the run, the highest ``seq`` the read
+                    could see, space-separated (see :mod:`pgchaos.reads`)
     ``error``       first line of the error message
 ``events.jsonl``
     Chaos actions, appended by whoever causes them (the chaos playbooks).  One

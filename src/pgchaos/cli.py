@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -20,7 +21,39 @@ def _duration(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30, 30s, 5m, 1h)")
     scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match.group(2)]
-    return float(match.group(1)) * scale
+    value = float(match.group(1)) * scale
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"longer than 30 days: {text!r}")
+    return value
+
+
+# Longest --duration or --pad accepted: a typo of a unit should not mean a century.
+MAX_SECONDS = 30 * 24 * 3600.0
+
+
+def _number(text: str) -> float:
+    """A finite float: argparse's float() takes 'nan' and 'inf', which no option means."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_SECONDS:.0f} s: {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--writers", type=int, default=4, help="writer threads (default 4)")
     load.add_argument("--readers", type=int, default=2, help="reader threads (default 2)")
     load.add_argument(
+        "--rw-readers",
+        type=int,
+        default=1,
+        help="reader threads on the write port, checked for read-your-writes (default 1)",
+    )
+    load.add_argument(
         "--rate",
-        type=float,
+        type=_rate,
         default=20.0,
         help="operations per second PER WORKER (default 20); 0 = as fast as possible",
     )
@@ -58,11 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--table", default="pgchaos_ledger", help="ledger table (default %(default)s)"
     )
-    load.add_argument("--connect-timeout", type=float, default=3.0, metavar="SEC")
-    load.add_argument("--statement-timeout", type=float, default=5.0, metavar="SEC")
+    load.add_argument("--connect-timeout", type=_seconds, default=3.0, metavar="SEC")
+    load.add_argument("--statement-timeout", type=_seconds, default=5.0, metavar="SEC")
     load.add_argument(
         "--max-backoff",
-        type=float,
+        type=_seconds,
         default=1.0,
         metavar="SEC",
         help="upper bound of the exponential reconnect backoff (default 1.0)",
@@ -81,7 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--env-file", metavar="PATH", help="take PGPASSWORD from here (default: the run's)"
     )
-    verify.add_argument("--connect-timeout", type=float, default=5.0, metavar="SEC")
+    verify.add_argument("--connect-timeout", type=_seconds, default=5.0, metavar="SEC")
+    verify.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="verify a run that did not end cleanly (killed, disk full) and count the"
+        " writes the server has that its ledger does not",
+    )
 
     report = sub.add_parser("report", help="write summary.json, PNG plots and report.html")
     report.add_argument("run", type=Path, metavar="RUN")
@@ -102,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument(
         "--pad", type=_duration, default=60.0, help="widen the time window (default 60 s)"
     )
-    logs.add_argument("--connect-timeout", type=float, default=5.0, metavar="SEC")
+    logs.add_argument("--connect-timeout", type=_seconds, default=5.0, metavar="SEC")
     logs.add_argument("--patronictl-config", metavar="PATH", help="patronictl -c PATH on hosts")
     return parser
 
@@ -113,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except UsageError as exc:
         print(f"pgchaos: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_status
     except KeyboardInterrupt:
         print("pgchaos: interrupted", file=sys.stderr)
         return 130
@@ -145,6 +190,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 duration=args.duration,
                 writers=args.writers,
                 readers=args.readers,
+                rw_readers=args.rw_readers,
                 rate=args.rate,
                 table=args.table,
                 connect_timeout=args.connect_timeout,
@@ -158,7 +204,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pgchaos.verify import run_verify
 
         return run_verify(
-            args.run, dsn=args.dsn, env_file=args.env_file, connect_timeout=args.connect_timeout
+            args.run,
+            dsn=args.dsn,
+            env_file=args.env_file,
+            connect_timeout=args.connect_timeout,
+            allow_incomplete=args.allow_incomplete,
         )
     if args.command == "report":
         from pgchaos.report import run_report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -32,7 +33,12 @@ class Console:
         text = f"[{stamp}] {message}"
         with self._lock:
             if self._log is not None:
-                self._log.write(text + "\n")
+                try:
+                    self._log.write(text + "\n")
+                except OSError:
+                    # A full disk must not stop the run from ending cleanly; the
+                    # ledger's own failure is what ends it and is reported.
+                    self._log = None
             if not self.quiet:
                 target = self._live.console if self._live is not None else self._rich
                 target.print(Text(text))
@@ -59,7 +65,8 @@ class Console:
     def close(self) -> None:
         self.stop_status()
         if self._log is not None:
-            self._log.close()
+            with contextlib.suppress(OSError):
+                self._log.close()
             self._log = None
 
     def __enter__(self) -> Console:

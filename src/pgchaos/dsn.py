@@ -124,6 +124,11 @@ def redact(dsn: str) -> str:
     return pg_conninfo.make_conninfo("", **params)
 
 
+# The password is never sent to a server that asks for it in clear text (or as MD5):
+# a server, or an impostor, would get it for free.  A DSN's own require_auth wins.
+REQUIRE_AUTH = "scram-sha-256"
+
+
 def hardened(
     dsn: str,
     *,
@@ -134,7 +139,8 @@ def hardened(
     """The DSN with timeouts and keepalives so a hung node cannot freeze us.
 
     tcp_user_timeout covers data sent but never acknowledged (a partitioned node);
-    keepalives cover waiting for an answer that never comes.  User-given values win.
+    keepalives cover waiting for an answer that never comes; require_auth keeps the
+    password from servers that ask for it in clear.  User-given values win.
     """
     params = validate(dsn, "endpoint")
     params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
@@ -144,6 +150,7 @@ def hardened(
     params.setdefault("keepalives_count", "3")
     params.setdefault("tcp_user_timeout", str(int(max(connect_timeout, statement_timeout) * 1000)))
     params.setdefault("application_name", application_name)
+    params.setdefault("require_auth", REQUIRE_AUTH)
     timeout_opt = f"-c statement_timeout={int(statement_timeout * 1000)}"
     existing = params.get("options", "")
     if "statement_timeout" not in existing:

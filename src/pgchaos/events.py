@@ -29,7 +29,12 @@ def read_events(run_dir: Path) -> tuple[list[Event], list[str]]:
         return [], []
     events: list[Event] = []
     warnings: list[str] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            warnings.append(f"{path.name}:{lineno}: ignored (not UTF-8)")
+            continue
         if not line.strip():
             continue
         try:

@@ -254,6 +254,9 @@ def analyze(
             _from_logs(after, start, milestones, missing)
         _first_ack(fault.time, start, rw_windows, ack_times, milestones, missing)
     layers = []
+    # The latest milestone passed so far: a layer starts there when its own start
+    # was logged later than it, so overlapping layers still add up to the gap.
+    floor: tuple[str, float] | None = None
     for name, begin_key, end_key in LAYERS:
         begin, end = milestones[begin_key], milestones[end_key]
         layer: dict[str, Any] = {
@@ -273,10 +276,12 @@ def analyze(
                 else ("acknowledged write" if end and end_key == "first_ack" else None)
             ),
         }
-        if begin and end:
-            layer["seconds"] = round(end["epoch"] - begin["epoch"], 3)
-            if layer["seconds"] < 0:
-                layer["reason"] = f"{end_key} was logged before {begin_key}"
+        if begin and (floor is None or begin["epoch"] >= floor[1]):
+            floor = (begin_key, begin["epoch"])
+        if begin and end and floor is not None:
+            layer["seconds"], layer["reason"] = _overlap(begin_key, begin, end_key, end, floor)
+            if end["epoch"] > floor[1]:
+                floor = (end_key, end["epoch"])
         else:
             layer["reason"] = "; ".join(
                 f"{key}: {missing.get(key, 'not found')}"
@@ -288,6 +293,46 @@ def analyze(
         if value is not None:
             value.pop("epoch", None)
     return {"layers": layers, "milestones": milestones, "missing": missing, "warnings": warnings}
+
+
+# How each milestone reads in a sentence, for explaining overlapping layers.
+MILESTONE_WORDS = {
+    "fault": "the fault was injected",
+    "detection": "Patroni noticed the leader was gone",
+    "promotion_done": "PostgreSQL logged ready",
+    "haproxy_up": "HAProxy saw the new leader up",
+    "first_ack": "the first write was acknowledged",
+}
+
+
+def _overlap(
+    begin_key: str,
+    begin: dict[str, Any],
+    end_key: str,
+    end: dict[str, Any],
+    floor: tuple[str, float],
+) -> tuple[float, str | None]:
+    """A layer's seconds, never negative, and why it is not simply end - begin.
+
+    The milestones come from different hosts' logs and are not causally ordered:
+    HAProxy may mark the new leader UP before PostgreSQL's "ready" line is written.
+    Such a layer gets 0 s, and the next one is measured from the later milestone
+    (``floor``), so the layers still add up to the time from the fault to the
+    first acknowledged write.
+    """
+    floor_key, floor_at = floor
+    seconds = round(max(end["epoch"] - floor_at, 0.0), 3)
+    words = MILESTONE_WORDS
+    if end["epoch"] < floor_at:
+        ahead = round(floor_at - end["epoch"], 3)
+        return 0.0, f"{words[end_key]} {ahead} s before {words[floor_key]}: the layers overlap"
+    if floor_key != begin_key:
+        behind = round(floor_at - begin["epoch"], 3)
+        return seconds, (
+            f"measured from when {words[floor_key]}, {behind} s after {words[begin_key]}"
+            " (the previous layers overlap)"
+        )
+    return seconds, None
 
 
 def _from_logs(

@@ -7,7 +7,9 @@ disk never stalls the workload and memory stays flat however long the run.
 from __future__ import annotations
 
 import csv
+import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -32,9 +34,12 @@ FIELDS = (
     "timeline",
     "id",
     "seq",
-    "lag_ms",
+    "lsn",
+    "seen",
     "error",
 )
+# Run folders written before reads were checked: ``lag_ms`` where ``lsn``/``seen`` are now.
+LEGACY_FIELDS = (*FIELDS[:12], "lag_ms", FIELDS[-1])
 
 OK = "ok"
 FAILED = "failed"
@@ -59,8 +64,14 @@ class Record:
     timeline: str
     id: str
     seq: str
-    lag_ms: float | None
+    # On reads: the server's WAL position (replay position on a replica), and the highest
+    # seq of each writer of the run that the read could see ("" on other records).
+    lsn: str
+    seen: str
     error: str
+
+    def seen_seqs(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.seen.split()) if self.seen else ()
 
     @property
     def end(self) -> float:
@@ -68,12 +79,14 @@ class Record:
 
 
 _STOP = object()
+# What bytes that are not UTF-8 become when decoded with "surrogateescape".
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 class LedgerWriter:
     """Owns records.csv; ``put`` is safe to call from any thread."""
 
-    def __init__(self, path: Path, flush_interval: float = 0.5) -> None:
+    def __init__(self, path: Path, flush_interval: float = 0.2) -> None:
         self.path = path
         self.flush_interval = flush_interval
         self.count = 0
@@ -83,7 +96,9 @@ class LedgerWriter:
         self._csv.writerow(FIELDS)
         self._file.flush()
         self._thread = threading.Thread(target=self._run, name="ledger", daemon=True)
-        self.error: BaseException | None = None
+        self.error: OSError | None = None
+        # Set at the first write error: the run stops at once rather than go on unrecorded.
+        self.failed = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
@@ -94,7 +109,20 @@ class LedgerWriter:
     def close(self) -> None:
         self._queue.put(_STOP)
         self._thread.join()
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        if self.error is None:
+            self.error = exc
+        self.failed.set()
+
+    def _sync(self) -> None:
+        # To the disk, not only to the kernel: a crash of the machine loses one interval.
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def _run(self) -> None:
         last_flush = time.monotonic()
@@ -113,6 +141,11 @@ class LedgerWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            if self.failed.is_set():
+                # Keep draining so workers never block while the run stops; count
+                # nothing more as recorded.
+                stopping = stopping or any(row is _STOP for row in batch)
+                continue
             try:
                 for row in batch:
                     if row is _STOP:
@@ -122,37 +155,36 @@ class LedgerWriter:
                     self.count += 1
                 now = time.monotonic()
                 if stopping or now - last_flush >= self.flush_interval:
-                    self._file.flush()
+                    self._sync()
                     last_flush = now
             except OSError as exc:
-                # Keep draining so workers never block, but remember the failure
-                # so the run ends with a clear message instead of silently.
-                self.error = exc
-
-
-def _float(value: str) -> float | None:
-    return float(value) if value else None
+                self._fail(exc)
 
 
 def read_records(run_dir: Path) -> Iterator[Record]:
     """Yield the records of a run; a truncated last line (a crash mid-write) is skipped."""
     path = run_dir / RECORDS_FILE
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open("rb")
     except OSError as exc:
         raise UsageError(f"{run_dir}: cannot read {RECORDS_FILE}: {exc.strerror or exc}") from None
     with handle:
-        reader = csv.reader(handle)
+        # Bytes that are not UTF-8 are kept as markers, so the line holding them is
+        # reported like any other damaged line instead of ending the read.
+        reader = csv.reader(raw.decode("utf-8", "surrogateescape") for raw in handle)
         header = next(reader, None)
-        if header is None or tuple(header) != FIELDS:
+        if header is None or tuple(header) not in (FIELDS, LEGACY_FIELDS):
             raise UsageError(f"{path}: not a pgchaos records file (unexpected header)")
+        legacy = tuple(header) == LEGACY_FIELDS
         bad_line: int | None = None
         for lineno, row in enumerate(reader, 2):
             if bad_line is not None:
                 # Only the very last line may be cut short by a crash.
                 raise UsageError(f"{path}:{bad_line}: damaged record")
             try:
-                if len(row) != len(FIELDS):
+                if any(_NOT_UTF8.search(value) for value in row):
+                    raise ValueError("not UTF-8")
+                if len(row) != len(header):
                     raise ValueError("wrong number of fields")
                 record = Record(
                     time=float(row[0]),
@@ -167,9 +199,12 @@ def read_records(run_dir: Path) -> Iterator[Record]:
                     timeline=row[9],
                     id=row[10],
                     seq=row[11],
-                    lag_ms=_float(row[12]),
-                    error=row[13],
+                    lsn="" if legacy else row[12],
+                    seen="" if legacy else row[13],
+                    error=row[-1],
                 )
+                if record.seen:
+                    record.seen_seqs()  # damaged if it does not parse
             except ValueError:
                 bad_line = lineno
                 continue

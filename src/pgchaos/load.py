@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -22,7 +23,7 @@ from pgchaos.errors import UsageError
 from pgchaos.ledger import RECORDS_FILE, LedgerWriter
 from pgchaos.state import StateTracker
 from pgchaos.status import StatusLine
-from pgchaos.workload import Probe, Watchdog, Worker, WorkloadConfig, ensure_schema
+from pgchaos.workload import PAYLOAD_KIND, RW_READS, Watchdog, Worker, WorkloadConfig, ensure_schema
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class LoadOptions:
     max_backoff: float
     quiet: bool
     pid_file: str | None = None
+    # Readers on the write port: what they read is checked for read-your-writes.
+    rw_readers: int = 1
 
 
 def _preflight(params: str, what: str, dsn: str, table: str | None) -> bool:
@@ -53,8 +56,10 @@ def _preflight(params: str, what: str, dsn: str, table: str | None) -> bool:
 
 
 def _check_options(opts: LoadOptions) -> None:
-    if opts.writers < 0 or opts.readers < 0 or opts.writers + opts.readers == 0:
-        raise UsageError("need at least one writer or reader (--writers/--readers)")
+    if opts.writers < 0 or opts.readers < 0 or opts.rw_readers < 0:
+        raise UsageError("--writers, --readers and --rw-readers must not be negative")
+    if opts.writers + opts.readers + opts.rw_readers == 0:
+        raise UsageError("need at least one writer or reader (--writers/--readers/--rw-readers)")
     if opts.rate < 0 or opts.duration < 0:
         raise UsageError("--rate and --duration must not be negative")
     if opts.connect_timeout <= 0 or opts.statement_timeout <= 0 or opts.max_backoff <= 0:
@@ -78,8 +83,10 @@ def _metadata(
             "duration": opts.duration,
             "writers": opts.writers,
             "readers": opts.readers,
+            "rw_readers": opts.rw_readers,
             "rate_per_worker": opts.rate,
             "table": opts.table,
+            "payload": PAYLOAD_KIND,
             "connect_timeout": opts.connect_timeout,
             "statement_timeout": opts.statement_timeout,
             "max_backoff": opts.max_backoff,
@@ -104,9 +111,12 @@ def run_load(opts: LoadOptions) -> int:
 
     rw_params = params(endpoints.rw, "rw")
     ro_params = params(endpoints.ro, "ro")
+    rwr_params = params(endpoints.rw, RW_READS)
     writable = True
     if opts.writers:
         writable = _preflight(rw_params, "rw", endpoints.rw, opts.table)
+    elif opts.rw_readers:
+        _preflight(rw_params, "rw", endpoints.rw, None)
     if opts.readers:
         _preflight(ro_params, "ro", endpoints.ro, None)
 
@@ -114,7 +124,7 @@ def run_load(opts: LoadOptions) -> int:
     if pid_file is not None:
         _write_pid_file(pid_file)
     try:
-        return _run(opts, endpoints, out, rw_params, ro_params, writable)
+        return _run(opts, endpoints, out, (rw_params, ro_params, rwr_params), writable)
     finally:
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
@@ -124,10 +134,10 @@ def _run(
     opts: LoadOptions,
     endpoints: Endpoints,
     out: Path,
-    rw_params: str,
-    ro_params: str,
+    params: tuple[str, str, str],
     writable: bool,
 ) -> int:
+    rw_params, ro_params, rwr_params = params
     run_dir = rundir.create(out)
     run_id = str(uuid.uuid4())
     started = time.time()
@@ -139,7 +149,8 @@ def _run(
     ledger.start()
     stop = threading.Event()
     console = Console(quiet=opts.quiet, log_path=run_dir / "console.log")
-    active = [name for name, n in (("rw", opts.writers), ("ro", opts.readers)) if n]
+    counts = (("rw", opts.writers), ("ro", opts.readers), (RW_READS, opts.rw_readers))
+    active = [name for name, n in counts if n]
     tracker = StateTracker(active, console.line)
     config = WorkloadConfig(
         run_id=run_id,
@@ -147,8 +158,8 @@ def _run(
         rate=opts.rate,
         max_backoff=opts.max_backoff,
         statement_timeout=opts.statement_timeout,
+        writers=opts.writers,
     )
-    probe = Probe()
     workers = [
         Worker(
             endpoint=endpoint,
@@ -158,24 +169,28 @@ def _run(
             config=config,
             record=ledger.put,
             tracker=tracker,
-            probe=probe,
             stop=stop,
         )
         for endpoint, kind, count, p in (
             ("rw", "write", opts.writers, rw_params),
             ("ro", "read", opts.readers, ro_params),
+            (RW_READS, "read", opts.rw_readers, rwr_params),
         )
         for i in range(count)
     ]
     console.line(
         f"run {run_dir}: {opts.writers} writers on {redact(endpoints.rw)}, "
-        f"{opts.readers} readers on {redact(endpoints.ro)}"
+        f"{opts.readers} readers on {redact(endpoints.ro)}, "
+        f"{opts.rw_readers} reading through the write port"
     )
     if opts.writers and not writable:
         console.line(f"rw: table {opts.table} is missing and cannot be created; writes will fail")
 
     status = StatusLine(workers, tracker, ledger, started, opts.duration)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT too: a shell script that starts us with & leaves SIGINT ignored, and Python
+    # then installs no handler of its own.  SIGHUP: a closed terminal ends the run cleanly.
+    stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in stopping}
     interrupted = False
     try:
         for worker in workers:
@@ -186,23 +201,26 @@ def _run(
         deadline = started + opts.duration if opts.duration else None
         while deadline is None or time.time() < deadline:
             remaining = 0.5 if deadline is None else min(0.5, deadline - time.time())
-            if remaining > 0:
-                time.sleep(remaining)
+            if remaining > 0 and ledger.failed.wait(remaining):
+                break
     except KeyboardInterrupt:
         interrupted = True
     finally:
         # A second Ctrl-C during shutdown must not cost the records still queued.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in stopping:
+            signal.signal(sig, signal.SIG_IGN)
         stop.set()
         console.stop_status()
         for worker in workers:
             worker.join(timeout=config.op_timeout + opts.connect_timeout + 2)
         ledger.close()
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         ended = time.time()
+        if ledger.error is not None:
+            meta["failure"] = _ledger_failure(ledger.error)
         meta.update(
-            status="interrupted" if interrupted else "finished",
+            status="failed" if ledger.error else "interrupted" if interrupted else "finished",
             ended_at=rundir.iso(ended),
             counts={
                 "records": ledger.count,
@@ -210,7 +228,11 @@ def _run(
                 "errors": sum(w.errors for w in workers),
             },
         )
-        rundir.write_json(run_dir / rundir.RUN_FILE, meta)
+        try:
+            rundir.write_json(run_dir / rundir.RUN_FILE, meta)
+        except OSError as exc:
+            # run.json keeps saying "running": verify refuses it like a crashed run.
+            console.line(f"cannot write {run_dir / rundir.RUN_FILE}: {exc.strerror or exc}")
         console.line(
             f"done: {ledger.count} records in {ended - started:.1f} s "
             f"({ledger.count / max(ended - started, 1e-9):.0f}/s), "
@@ -218,8 +240,16 @@ def _run(
         )
         console.close()
     if ledger.error is not None:
-        raise UsageError(f"writing {run_dir / RECORDS_FILE} failed: {ledger.error}")
+        raise UsageError(
+            f"writing {run_dir / RECORDS_FILE} failed ({_ledger_failure(ledger.error)}): "
+            "the run stopped at once; pgchaos verify --allow-incomplete counts the writes "
+            "the server has that the ledger does not"
+        )
     return 0
+
+
+def _ledger_failure(exc: OSError) -> str:
+    return "disk full" if exc.errno == errno.ENOSPC else str(exc.strerror or exc)
 
 
 def _write_pid_file(path: Path) -> None:

@@ -39,6 +39,7 @@ class LocalPostgres:
         dbname: str = "pgchaos",
         settings: dict[str, str] | None = None,
         base_dir: Path | None = None,
+        host_auth: str = "scram-sha-256",
     ) -> None:
         for tool in ("initdb", "pg_ctl", "postgres", "psql"):
             if not (PG_BIN / tool).exists():
@@ -50,6 +51,7 @@ class LocalPostgres:
         self.password = password
         self.dbname = dbname
         self.settings = settings or {}
+        self.host_auth = host_auth
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="pgchaos-pg-", dir=base_dir))
         self.data = self.root / "data"
@@ -104,7 +106,7 @@ class LocalPostgres:
             "-U",
             "postgres",
             "--auth-local=trust",
-            "--auth-host=scram-sha-256",
+            f"--auth-host={self.host_auth}",
             "--no-sync",
             "-E",
             "UTF8",
@@ -120,6 +122,38 @@ class LocalPostgres:
         }
         lines = "".join(f"{k} = {v}\n" for k, v in conf.items())
         self._run("sh", "-c", f"cat >> '{self.data}/postgresql.conf' <<'EOF'\n{lines}EOF\n")
+
+    def init_replica_of(self, primary: LocalPostgres) -> None:
+        """Make this server a streaming replica of a running one (pg_basebackup -R)."""
+        self._run("mkdir", "-p", str(self.socket_dir))
+        self._run(
+            str(PG_BIN / "pg_basebackup"),
+            "-D",
+            str(self.data),
+            "-h",
+            str(primary.socket_dir),
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            # An immediate checkpoint: the default spread one makes a test wait minutes.
+            "--checkpoint=fast",
+        )
+        # The copied postgresql.conf names the primary's port and socket; later lines win.
+        conf = {
+            "port": str(self.port),
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            **self.settings,
+        }
+        lines = "".join(f"{k} = {v}\n" for k, v in conf.items())
+        self._run("sh", "-c", f"cat >> '{self.data}/postgresql.conf' <<'EOF'\n{lines}EOF\n")
+
+    def promote(self) -> None:
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "promote")
 
     def start(self) -> None:
         self._run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -86,23 +87,37 @@ def open_run(path: Path) -> dict[str, Any]:
     return meta
 
 
+# Epoch seconds beyond this (the year 5138) are milliseconds or garbage.
+MAX_EPOCH = 1e11
+
+
 def parse_time(value: object) -> float:
     """ISO-8601 (naive means UTC) or epoch seconds, as epoch seconds."""
     if isinstance(value, bool):
         raise ValueError("not a time")
     if isinstance(value, int | float):
-        return float(value)
+        return _epoch(float(value))
     if not isinstance(value, str):
         raise ValueError("not a time")
     text = value.strip()
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        return _epoch(number)
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def _epoch(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"not a time: {value}")
+    if value > MAX_EPOCH:
+        raise ValueError(f"{value:.0f} is not in epoch seconds (milliseconds?)")
+    return value
 
 
 def iso(epoch: float) -> str:

@@ -45,9 +45,10 @@ class StateTracker:
         self._emit = emit
         self._lock = threading.Lock()
         self._states = {name: _EndpointState() for name in endpoints}
-        # Only the rw endpoint has a single meaningful server; ro may be balanced
+        # Only the write port (writers and its readers, "rwr") has a single meaningful
+        # server; ro may be balanced
         # over several replicas, where a change of server is business as usual.
-        self._follow_identity = {"rw"}
+        self._follow_identity = {"rw", "rwr"}
 
     def current(self, endpoint: str) -> tuple[str, Identity]:
         state = self._states[endpoint]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +16,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pgchaos import layers, rundir
+from pgchaos import layers, reads, rundir
 from pgchaos.classify import ERROR_CLASSES
+from pgchaos.dsn import redact
 from pgchaos.errors import UsageError
 from pgchaos.events import Event, read_events
 from pgchaos.ledger import OK, read_records
 
-ENDPOINTS = ("rw", "ro")
+# rwr: readers on the write port (read-your-writes), beside the writers of rw.
+ENDPOINTS = ("rw", "ro", "rwr")
 KINDS = ("write", "read", "connect")
 OUTCOMES = ("ok", "failed", "in_doubt")
 CLASSES = ("", *ERROR_CLASSES)
@@ -43,7 +44,6 @@ DEFINITIONS = {
     "failed_ops": "reads and writes that failed with an answer (the write surely did not happen)",
     "in_doubt_ops": "writes whose connection died after the commit was sent",
     "latency_ms": "percentiles over successful reads and writes",
-    "visibility_lag_ms": "from a write's acknowledgement to the first read that saw it",
     "primary_periods": (
         "one per primary term, a term being a (server, timeline) pair that acknowledged writes"
         " on the rw endpoint: from its first to its last acknowledgement (completion times)"
@@ -59,6 +59,19 @@ DEFINITIONS = {
         " lease expiry / detection (fault to Patroni noticing), election + promotion (to"
         " PostgreSQL accepting connections as primary), HAProxy detection (to HAProxy marking"
         " it UP), client reconnect (to the write that closed the gap); see pgchaos.layers"
+    ),
+    "staleness_s": (
+        "per reader endpoint: how far behind each read was, from the acknowledgement of the"
+        " oldest write it did not see (among those acknowledged before it was sent) to its"
+        " sending; 0 when it saw them all.  stale_reads counts reads behind by more than 0"
+    ),
+    "read_anomalies": (
+        "non_monotonic: reads that saw less of a writer than an earlier read of the same"
+        " reader had; read_your_writes (rwr, the write port): reads answered by a primary that"
+        " missed a write acknowledged before they were sent; see pgchaos.reads"
+    ),
+    "seen_then_lost": (
+        "acknowledged writes absent at verify time that a read had seen (verify.seen_then_lost)"
     ),
     "split_brain_overlaps": (
         "per pair of terms on different servers with interleaved acknowledgements: the window"
@@ -82,7 +95,6 @@ class RunData:
     time: FloatArray
     finish: FloatArray
     latency_ms: FloatArray
-    lag_ms: FloatArray
     endpoint: IntArray
     kind: IntArray
     outcome: IntArray
@@ -96,7 +108,7 @@ class RunData:
 
 def load_run_data(run_dir: Path) -> RunData:
     meta = rundir.open_run(run_dir)
-    cols_f: dict[str, array[float]] = {k: array("d") for k in ("time", "lat", "lag")}
+    cols_f: dict[str, array[float]] = {k: array("d") for k in ("time", "lat")}
     cols_i: dict[str, array[int]] = {k: array("b") for k in ("ep", "kind", "out", "cls")}
     ident_col: array[int] = array("l")
     ident_index: dict[tuple[str, str, str], int] = {}
@@ -118,14 +130,12 @@ def load_run_data(run_dir: Path) -> RunData:
             raise UsageError(f"{run_dir}: damaged record at time {rec.time}") from None
         cols_f["time"].append(rec.time)
         cols_f["lat"].append(rec.latency_ms)
-        cols_f["lag"].append(math.nan if rec.lag_ms is None else rec.lag_ms)
         for key, code in zip(("ep", "kind", "out", "cls"), codes, strict=True):
             cols_i[key].append(code)
         ident = (rec.server, rec.role, rec.timeline)
         ident_col.append(ident_index.setdefault(ident, len(ident_index)))
     time_ = np.frombuffer(cols_f["time"], dtype=np.float64) if cols_f["time"] else np.zeros(0)
     lat = np.frombuffer(cols_f["lat"], dtype=np.float64) if cols_f["lat"] else np.zeros(0)
-    lag = np.frombuffer(cols_f["lag"], dtype=np.float64) if cols_f["lag"] else np.zeros(0)
     finish = time_ + lat / 1000.0
 
     def ints(values: array[int]) -> IntArray:
@@ -145,7 +155,6 @@ def load_run_data(run_dir: Path) -> RunData:
         time=time_,
         finish=finish,
         latency_ms=lat,
-        lag_ms=lag,
         endpoint=ints(cols_i["ep"]),
         kind=ints(cols_i["kind"]),
         outcome=ints(cols_i["out"]),
@@ -214,36 +223,105 @@ def windows(data: RunData, endpoint: str) -> list[dict[str, Any]]:
     return result
 
 
-def server_periods(data: RunData, endpoint: str) -> list[dict[str, Any]]:
-    """Which server answered successful operations when, merged into consecutive periods.
+# Endpoints whose balancer spreads reads over several servers: a hop from one
+# replica to the next is the balancer's round robin, not a failover.
+ROUND_ROBIN = frozenset({"ro"})
 
-    Periods are split where the server changes and where no operation succeeded
-    for more than PERIOD_GAP_S seconds.
-    """
+
+def _successes(data: RunData, endpoint: str) -> tuple[FloatArray, IntArray]:
+    """Completion times and identity codes of the endpoint's successful operations, in order."""
     mask = data.mask(endpoint) & _is_success(data)
     finish = data.finish[mask]
     ident = data.identity[mask]
     order = np.argsort(finish, kind="stable")
-    finish, ident = finish[order], ident[order]
-    periods: list[dict[str, Any]] = []
+    return finish[order], ident[order]
+
+
+def _periods(finish: FloatArray, keys: IntArray) -> list[tuple[int, int]]:
+    """Index ranges [a, b) of runs of equal keys, also split by a silence (an outage)."""
     if not len(finish):
+        return []
+    changes = np.flatnonzero((np.diff(keys) != 0) | (np.diff(finish) > PERIOD_GAP_S)) + 1
+    return list(itertools.pairwise([0, *changes.tolist(), len(finish)]))
+
+
+def server_periods(data: RunData, endpoint: str) -> list[dict[str, Any]]:
+    """Which server answered successful operations when, merged into consecutive periods.
+
+    Periods are split where the server changes and where no operation succeeded
+    for more than PERIOD_GAP_S seconds.  On a round-robin endpoint (ROUND_ROBIN)
+    the server changes with nearly every read, so there a period is a stretch of
+    one (role, timeline) whatever server answered, ``server`` naming all the
+    servers that did; their count stays bounded by the failovers and outages.
+    """
+    finish, ident = _successes(data, endpoint)
+    periods: list[dict[str, Any]] = []
+    if endpoint not in ROUND_ROBIN:
+        for a, b in _periods(finish, ident):
+            server, role, timeline = data.identities[int(ident[a])]
+            periods.append(_period(data, server, role, timeline, finish[a], finish[b - 1], b - a))
         return periods
-    # A new period starts when the server changes or after a silence (an outage).
-    changes = np.flatnonzero((np.diff(ident) != 0) | (np.diff(finish) > PERIOD_GAP_S)) + 1
-    bounds = [0, *changes.tolist(), len(finish)]
-    for a, b in itertools.pairwise(bounds):
-        server, role, timeline = data.identities[int(ident[a])]
-        periods.append(
+    states = sorted({(role, tl) for _, role, tl in data.identities})
+    state_of = np.array(
+        [states.index((role, tl)) for _, role, tl in data.identities] or [0], dtype=np.int64
+    )
+    # Each state is followed on its own: a replica and a primary answering in turn
+    # (a balancer that also sends reads to the primary) make two periods, not thousands.
+    for code in np.unique(state_of[ident]):
+        rows = np.flatnonzero(state_of[ident] == code)
+        role, timeline = states[int(code)]
+        for a, b in _periods(finish[rows], np.zeros(len(rows), dtype=np.int64)):
+            members = ident[rows[a:b]]
+            codes, counts = np.unique(members, return_counts=True)
+            names: dict[str, int] = {}
+            for c, n in zip(codes, counts, strict=True):
+                name = data.identities[int(c)][0]
+                names[name] = names.get(name, 0) + int(n)
+            server = ", ".join(sorted(names, key=lambda k: (-names[k], k)))
+            periods.append(
+                _period(data, server, role, timeline, finish[rows[a]], finish[rows[b - 1]], b - a)
+            )
+    periods.sort(key=lambda p: (p["from_s"], p["to_s"]))
+    return periods
+
+
+def _period(
+    data: RunData, server: str, role: str, timeline: str, first: float, last: float, ops: int
+) -> dict[str, Any]:
+    return {
+        "server": server,
+        "role": role,
+        "timeline": timeline,
+        "from_s": round(float(first) - data.start, 3),
+        "to_s": round(float(last) - data.start, 3),
+        "ops": int(ops),
+    }
+
+
+def server_share(data: RunData, endpoint: str) -> list[dict[str, Any]]:
+    """Per (server, role): its share of the endpoint's successful operations, first/last seen."""
+    finish, ident = _successes(data, endpoint)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for code in np.unique(ident):
+        server, role, _ = data.identities[int(code)]
+        groups.setdefault((server, role), []).append(int(code))
+    total = max(len(finish), 1)
+    share: list[dict[str, Any]] = []
+    for (server, role), codes in groups.items():
+        rows = np.flatnonzero(np.isin(ident, codes))
+        share.append(
             {
                 "server": server,
                 "role": role,
-                "timeline": timeline,
-                "from_s": round(float(finish[a]) - data.start, 3),
-                "to_s": round(float(finish[b - 1]) - data.start, 3),
-                "ops": int(b - a),
+                "timelines": sorted({data.identities[c][2] for c in codes}),
+                "ops": len(rows),
+                "share_pct": round(100.0 * len(rows) / total, 1),
+                "first_s": round(float(finish[rows[0]]) - data.start, 3),
+                "last_s": round(float(finish[rows[-1]]) - data.start, 3),
             }
         )
-    return periods
+    share.sort(key=lambda x: (-x["ops"], x["server"], x["role"]))
+    return share
 
 
 def server_changes(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -261,6 +339,42 @@ def server_changes(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return changes
+
+
+def role_changes(data: RunData, endpoint: str) -> list[dict[str, Any]]:
+    """Moments a server of a round-robin endpoint answered with another role or timeline.
+
+    Followed per server, so the balancer moving from one replica to the next is no
+    change, while a replica that now answers as primary, or on a new timeline, is.
+    """
+    finish, ident = _successes(data, endpoint)
+    changes: list[dict[str, Any]] = []
+    servers = sorted({s for s, _, _ in data.identities})
+    states = sorted({(role, tl) for _, role, tl in data.identities})
+    server_of = np.array([servers.index(s) for s, _, _ in data.identities] or [0])
+    state_of = np.array([states.index((r, tl)) for _, r, tl in data.identities] or [0])
+    for code in np.unique(server_of[ident]):
+        rows = np.flatnonzero(server_of[ident] == code)
+        state = state_of[ident[rows]]
+        server = servers[int(code)]
+        for k in np.flatnonzero(np.diff(state) != 0) + 1:
+            (role_a, tl_a), (role_b, tl_b) = states[int(state[k - 1])], states[int(state[k])]
+            changes.append(
+                {
+                    "at_s": round(float(finish[rows[k]]) - data.start, 3),
+                    "from": f"{server} ({role_a or '?'}, timeline {tl_a or '?'})",
+                    "to": f"{server} ({role_b or '?'}, timeline {tl_b or '?'})",
+                }
+            )
+    changes.sort(key=lambda c: c["at_s"])
+    return changes
+
+
+def endpoint_changes(
+    data: RunData, endpoint: str, periods: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Failovers as one endpoint saw them: new primary on rw, new role or timeline on ro."""
+    return role_changes(data, endpoint) if endpoint in ROUND_ROBIN else server_changes(periods)
 
 
 def primary_terms(data: RunData) -> list[dict[str, Any]]:
@@ -363,7 +477,6 @@ def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
     wins = windows(data, endpoint)
     periods = server_periods(data, endpoint)
     latencies = data.latency_ms[ok]
-    lags = data.lag_ms[ok & ~np.isnan(data.lag_ms)]
     errors = mask & (data.error_class != 0)
     names, counts = np.unique(data.error_class[errors], return_counts=True)
     duration = max(data.end - data.start, 1e-9)
@@ -380,13 +493,9 @@ def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
         "total_error_time_s": round(sum(w["duration_s"] for w in wins), 3),
         "unavailability_windows": wins,
         "latency_ms": {"p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)},
-        "visibility_lag_ms": {
-            "p50": _percentile(lags, 50),
-            "p99": _percentile(lags, 99),
-            "max": round(float(lags.max()), 3) if len(lags) else None,
-        },
         "servers": periods,
-        "server_changes": server_changes(periods),
+        "server_changes": endpoint_changes(data, endpoint, periods),
+        "server_share": server_share(data, endpoint),
     }
 
 
@@ -395,6 +504,24 @@ def _failover_layers(data: RunData, events: list[Event]) -> dict[str, Any]:
     return layers.analyze(
         data.run_dir, data.start, events, windows(data, "rw"), data.finish[acked].tolist()
     )
+
+
+def _endpoints(meta: dict[str, Any], present: set[str]) -> dict[str, str | None]:
+    """The DSN of each endpoint seen, without its password.
+
+    run.json stores them redacted already; redacting again keeps a hand-made or
+    older run.json from leaking a password into the report.
+    """
+    stored = meta.get("endpoints") or {}
+    if not isinstance(stored, dict):
+        return dict.fromkeys(sorted(present))
+    result: dict[str, str | None] = {}
+    for ep in sorted(present):
+        value = stored.get(ep)
+        if value is None and ep == "rwr":  # readers through the write port use its DSN
+            value = stored.get("rw")
+        result[ep] = redact(value) if isinstance(value, str) else None
+    return result
 
 
 def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any]:
@@ -407,6 +534,10 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
     brain = split_brain(data)
     failover = _failover_layers(data, events)
     warnings = warnings + failover["warnings"]
+    per_endpoint = {ep: endpoint_summary(data, ep) for ep in ENDPOINTS if ep in present}
+    for endpoint, figures in reads.analyze(reads.cached(run_dir, data.start)).items():
+        if endpoint in per_endpoint:
+            per_endpoint[endpoint].update(figures)
     summary: dict[str, Any] = {
         "run": str(run_dir),
         "run_id": data.meta.get("run_id"),
@@ -414,9 +545,9 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
         "ended_at": rundir.iso(data.end),
         "duration_s": round(data.end - data.start, 3),
         "status": data.meta.get("status"),
-        "endpoints": {ep: data.meta.get("endpoints", {}).get(ep) for ep in sorted(present)},
+        "endpoints": _endpoints(data.meta, present),
         "records": len(data.time),
-        "per_endpoint": {ep: endpoint_summary(data, ep) for ep in ENDPOINTS if ep in present},
+        "per_endpoint": per_endpoint,
         "events": [
             {
                 "time": rundir.iso(e.time),
@@ -448,6 +579,11 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
                 "acknowledged_present": verified["acknowledged"]["present"],
                 "writes": verified["writes"],
                 "checked_at": verified.get("checked_at"),
+                # absent from verify.json files written before reads were checked
+                "seen_then_lost": (verified.get("reads") or {}).get("seen_then_lost"),
+                "read_your_writes": (verified.get("reads") or {}).get("read_your_writes"),
+                "altered": verified.get("altered"),
+                "duplicated": verified.get("duplicated"),
             }
         except (OSError, ValueError, KeyError, TypeError) as exc:
             summary["warnings"].append(f"verify.json ignored: {exc}")

@@ -4,6 +4,9 @@ The recorded ids are COPYed into a temp table and joined with the ledger table
 once; on a read-only server (checking a replica) they are looked up in batches.
 Classes: acknowledged and present / lost, in doubt and present (ghost) / absent,
 failed and present (ghost) / absent, plus rows of the run that nobody recorded.
+Then what the readers saw is checked against the writes (:mod:`pgchaos.reads`): exit
+status 1 for a lost write, for a lost write that a reader had seen, and for a read through
+the write port that missed an acknowledged write.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from pgchaos import rundir
+from pgchaos import reads, rundir
 from pgchaos.classify import first_line
-from pgchaos.dsn import parse_env_file, redact, validate
-from pgchaos.errors import UsageError
+from pgchaos.dsn import REQUIRE_AUTH, parse_env_file, redact, validate
+from pgchaos.errors import TableMissing, UsageError
 from pgchaos.ledger import FAILED, IN_DOUBT, OK, Record, read_records
-from pgchaos.workload import table_ident
+from pgchaos.workload import PAYLOAD_KIND, PAYLOAD_SQL, table_ident
 
 VERIFY_FILE = "verify.json"
 MAX_LISTED = 100
@@ -53,6 +56,7 @@ def _connect_params(
                     params["password"] = password
     params.setdefault("connect_timeout", str(max(1, round(connect_timeout))))
     params.setdefault("application_name", "pgchaos-verify")
+    params.setdefault("require_auth", REQUIRE_AUTH)
     return params, redact(source)
 
 
@@ -65,10 +69,18 @@ class Findings:
     counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     listed: dict[tuple[str, bool], list[dict[str, Any]]] = field(default_factory=dict)
     unrecorded: int = 0
+    # every acknowledged write that is missing, as (writer, seq): reads may have seen it
+    lost: list[tuple[int, int]] = field(default_factory=list)
+    # present rows whose content is not what was written, and extra copies of a write
+    altered: int = 0
+    altered_ids: list[str] = field(default_factory=list)
+    duplicated: int = 0
 
     def note(self, outcome: str, present: bool, rec: Record) -> None:
         key = (outcome, present)
         self.counts[key] += 1
+        if key == (OK, False) and rec.seq:
+            self.lost.append((rec.worker, int(rec.seq)))
         if key in INTERESTING:
             examples = self.listed.setdefault(key, [])
             if len(examples) < MAX_LISTED:
@@ -87,7 +99,7 @@ def _writes(run_dir: Path) -> Iterator[Record]:
 
 
 def _join_in_temp_table(
-    conn: psycopg.Connection[Any], run_dir: Path, table: str, run_id: str
+    conn: psycopg.Connection[Any], run_dir: Path, table: str, run_id: str, checksums: bool
 ) -> Findings:
     """COPY the recorded ids into a temp table and join once: fast for any run size."""
     found = Findings(method="copy+join")
@@ -120,6 +132,17 @@ def _join_in_temp_table(
             (key[0], MAX_LISTED),
         ).fetchall()
         found.listed[key] = [_example(i, t, w, s) for i, t, w, s in examples]
+    if found.counts.get((OK, False)):
+        found.lost = [
+            (int(w), int(q))
+            for w, q in conn.execute(
+                sql.SQL(
+                    "select v.writer, v.seq from pgchaos_verify v where v.outcome = %s"
+                    " and v.seq is not null and not exists (select 1 from {} l where l.id = v.id)"
+                ).format(ledger),
+                (OK,),
+            )
+        ]
     if run_id:
         row = conn.execute(
             sql.SQL(
@@ -129,21 +152,55 @@ def _join_in_temp_table(
             (run_id,),
         ).fetchone()
         found.unrecorded = int(row[0]) if row else 0
+    if checksums:
+        altered = conn.execute(
+            sql.SQL(
+                "select l.id::text from pgchaos_verify v join {} l on l.id = v.id"
+                " where l.payload is distinct from {} or l.run_id is distinct from %s"
+                " or l.writer <> v.writer or l.seq <> v.seq order by v.t"
+            ).format(ledger, sql.SQL(PAYLOAD_SQL)),
+            (run_id,),
+        ).fetchall()
+        found.altered = len(altered)
+        found.altered_ids = [r[0] for r in altered[:MAX_LISTED]]
+    found.duplicated = _duplicated(conn, table, run_id)
     return found
 
 
+def _duplicated(conn: psycopg.Connection[Any], table: str, run_id: str) -> int:
+    """Rows of the run beyond the first for one (writer, seq): one write stored twice."""
+    if not run_id:
+        return 0
+    row = conn.execute(
+        sql.SQL("select count(*) - count(distinct (writer, seq)) from {} where run_id = %s").format(
+            table_ident(table)
+        ),
+        (run_id,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _lookup_in_batches(
-    conn: psycopg.Connection[Any], run_dir: Path, table: str, run_id: str
+    conn: psycopg.Connection[Any], run_dir: Path, table: str, run_id: str, checksums: bool
 ) -> Findings:
     """For read-only servers (a replica), where no temp table can be created."""
     found = Findings(method="batched lookup (read-only server)")
-    query = sql.SQL("select id::text from {} where id = any(%s::uuid[])").format(table_ident(table))
+    query = sql.SQL(
+        "select l.id::text, l.payload is not distinct from {} and l.run_id = %s,"
+        " l.writer, l.seq from {} l where l.id = any(%s::uuid[])"
+    ).format(sql.SQL(PAYLOAD_SQL), table_ident(table))
     batch: list[Record] = []
 
     def flush() -> None:
-        present = {row[0] for row in conn.execute(query, ([r.id for r in batch],))}
+        present = {row[0]: row[1:] for row in conn.execute(query, (run_id, [r.id for r in batch]))}
         for rec in batch:
             found.note(rec.outcome, rec.id in present, rec)
+            if rec.id in present and checksums:
+                intact, writer, seq = present[rec.id]
+                if not intact or writer != rec.worker or str(seq) != rec.seq:
+                    found.altered += 1
+                    if len(found.altered_ids) < MAX_LISTED:
+                        found.altered_ids.append(rec.id)
         batch.clear()
 
     for rec in _writes(run_dir):
@@ -161,7 +218,12 @@ def _lookup_in_batches(
         ).fetchone()
         present_total = sum(n for (_, present), n in found.counts.items() if present)
         found.unrecorded = (int(row[0]) if row else 0) - present_total
+    found.duplicated = _duplicated(conn, table, run_id)
     return found
+
+
+# How a run ended when its ledger holds every record it made.
+COMPLETE = ("finished", "interrupted")
 
 
 def verify_run(
@@ -170,11 +232,22 @@ def verify_run(
     dsn: str | None = None,
     env_file: str | None = None,
     connect_timeout: float = 5.0,
+    allow_incomplete: bool = False,
 ) -> dict[str, Any]:
     meta = rundir.open_run(run_dir)
+    status = meta.get("status")
+    incomplete = status not in COMPLETE
+    if incomplete and not allow_incomplete:
+        why = meta.get("failure") or "it never ended: killed, or still going"
+        raise UsageError(
+            f"{run_dir}: the run is {status} ({why}), so its ledger may miss records;"
+            " --allow-incomplete verifies it anyway and counts the rows it misses"
+        )
     params, shown = _connect_params(meta, dsn, env_file, connect_timeout)
     table = str((meta.get("options") or {}).get("table") or "pgchaos_ledger")
     run_id = str(meta.get("run_id", ""))
+    # Runs recorded before payloads were checksums carry filler: nothing to check there.
+    checksums = (meta.get("options") or {}).get("payload") == PAYLOAD_KIND
     try:
         conn = psycopg.connect(make_conninfo("", **params), autocommit=False)
     except psycopg.Error as exc:
@@ -182,17 +255,34 @@ def verify_run(
     with conn:
         try:
             try:
-                found = _join_in_temp_table(conn, run_dir, table, run_id)
+                found = _join_in_temp_table(conn, run_dir, table, run_id, checksums)
             except psycopg.errors.ReadOnlySqlTransaction:
                 conn.rollback()
-                found = _lookup_in_batches(conn, run_dir, table, run_id)
+                found = _lookup_in_batches(conn, run_dir, table, run_id, checksums)
         except psycopg.errors.UndefinedTable:
-            raise UsageError(f"table {table} does not exist at {shown}") from None
+            raise TableMissing(
+                f"table {table} does not exist at {shown}: dropped? every write of the run is gone"
+            ) from None
         except psycopg.Error as exc:
             raise UsageError(f"verify failed at {shown}: {first_line(exc)}") from None
 
     def n(outcome: str, present: bool) -> int:
         return found.counts.get((outcome, present), 0)
+
+    try:
+        started = rundir.parse_time(meta.get("started_at"))
+    except ValueError:
+        started = 0.0  # only shifts the "at_s" of examples
+    seen = reads.cached(run_dir, started)
+    counted = (meta.get("counts") or {}).get("records")
+    if isinstance(counted, int) and seen.records < counted:
+        # A ledger that lost its records proves nothing: "0 writes, none lost" would lie.
+        raise UsageError(
+            f"{run_dir / 'records.csv'} holds {seen.records} records, run.json counts "
+            f"{counted}: the ledger is damaged"
+        )
+    read_figures = reads.analyze(seen)
+    rw_reads = read_figures.get(reads.RW_READS, {}).get("read_anomalies", {})
 
     return {
         "run_id": run_id,
@@ -208,16 +298,43 @@ def verify_run(
         "ghosts": n(IN_DOUBT, True) + n(FAILED, True),
         "in_doubt_total": n(IN_DOUBT, True) + n(IN_DOUBT, False),
         "unrecorded_rows": found.unrecorded,
+        # a run that did not end cleanly: unrecorded_rows is the ledger's gap
+        "incomplete": incomplete,
+        "status": status,
+        # present, but not as written (payload checksum, run, writer or seq differ)
+        "altered": found.altered if checksums else None,
+        "altered_ids": found.altered_ids,
+        # extra rows of the run repeating a (writer, seq) that is already there
+        "duplicated": found.duplicated,
         "lost_writes": found.listed.get((OK, False), []),
         "ghost_writes": found.listed.get((IN_DOUBT, True), [])
         + found.listed.get((FAILED, True), []),
+        "reads": {
+            "seen_then_lost": reads.seen_then_lost(seen, found.lost),
+            "read_your_writes": rw_reads.get("read_your_writes"),
+            "non_monotonic": {
+                ep: f["read_anomalies"]["non_monotonic"]["count"] for ep, f in read_figures.items()
+            },
+            "staleness_s": {ep: f["staleness_s"] for ep, f in read_figures.items()},
+        },
     }
 
 
 def run_verify(
-    run_dir: Path, *, dsn: str | None, env_file: str | None, connect_timeout: float
+    run_dir: Path,
+    *,
+    dsn: str | None,
+    env_file: str | None,
+    connect_timeout: float,
+    allow_incomplete: bool = False,
 ) -> int:
-    result = verify_run(run_dir, dsn=dsn, env_file=env_file, connect_timeout=connect_timeout)
+    result = verify_run(
+        run_dir,
+        dsn=dsn,
+        env_file=env_file,
+        connect_timeout=connect_timeout,
+        allow_incomplete=allow_incomplete,
+    )
     try:
         rundir.write_json(run_dir / VERIFY_FILE, result)
     except OSError as exc:
@@ -229,7 +346,30 @@ def run_verify(
         f"{result['in_doubt']['absent']} absent; "
         f"failed {result['failed']['present']} present (ghost), {result['failed']['absent']} absent"
     )
-    if result["unrecorded_rows"]:
+    if result["altered"] or result["duplicated"]:
+        print(
+            f"{result['altered']} rows ALTERED since they were written, "
+            f"{result['duplicated']} DUPLICATED rows"
+        )
+    if result["incomplete"]:
+        print(
+            f"incomplete run ({result['status']}): {result['unrecorded_rows']} writes of this run"
+            " are on the server but not in the ledger; failed or unanswered operations of its"
+            " last moments may be missing too"
+        )
+    elif result["unrecorded_rows"]:
         print(f"{result['unrecorded_rows']} rows of this run in the table were never recorded")
+    checked = result["reads"]
+    seen_lost = checked["seen_then_lost"]["count"]
+    ryw = (checked["read_your_writes"] or {}).get("count", 0)
+    stale = ", ".join(
+        f"{ep} max {f['max']} s p99 {f['p99']} s"
+        for ep, f in sorted(checked["staleness_s"].items())
+    )
+    print(
+        f"reads: {seen_lost} seen then LOST, {ryw} read-your-writes violations on the write port, "
+        f"non-monotonic {checked['non_monotonic'] or 'not checked'}; staleness {stale or '-'}"
+    )
     print(f"-> {run_dir / VERIFY_FILE}")
-    return 1 if result["lost"] else 0
+    damaged = bool(result["altered"] or result["duplicated"])
+    return 1 if result["lost"] or seen_lost or ryw or damaged else 0

@@ -7,6 +7,7 @@ network, so a few dozen threads keep the server busy with little Python work.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import socket
@@ -24,7 +25,8 @@ from pgchaos.classify import CONNECTION_LOST, READ_ONLY, TIMEOUT, classify, firs
 from pgchaos.ledger import FAILED, IN_DOUBT, OK, Row
 from pgchaos.state import Identity, StateTracker
 
-NIL_UUID = "00000000-0000-0000-0000-000000000000"
+# Readers through the write port: reads answered by the primary, checked for read-your-writes.
+RW_READS = "rwr"
 
 IDENTITY_SQL = """
 select host(inet_server_addr()), inet_server_port(), pg_is_in_recovery(),
@@ -46,7 +48,8 @@ class WorkloadConfig:
     max_backoff: float = 1.0
     statement_timeout: float = 5.0
     identity_interval: float = 1.0
-    payload_size: int = 64
+    # How many writers the run has: readers look for the newest row of each.
+    writers: int = 0
 
     @property
     def op_timeout(self) -> float:
@@ -54,51 +57,67 @@ class WorkloadConfig:
         return self.statement_timeout + 2.0
 
 
+def payload_of(row_id: str, run_id: str, writer: int, seq: int) -> str:
+    """A row's payload is the checksum of its other columns: verify recomputes it in SQL."""
+    return hashlib.md5(
+        f"{row_id}/{run_id}/{writer}/{seq}".encode(), usedforsecurity=False
+    ).hexdigest()
+
+
+# run.json's options.payload for runs whose payloads are checksums.
+PAYLOAD_KIND = "md5(id/run_id/writer/seq)"
+# The same checksum in SQL, over the ledger table's columns (alias l).
+PAYLOAD_SQL = "md5(l.id::text || '/' || l.run_id || '/' || l.writer::text || '/' || l.seq::text)"
+
+
 def table_ident(name: str) -> sql.Composable:
     return sql.Identifier(*name.split("."))
 
 
+def index_name(table: str) -> str:
+    """The (run_id, writer, seq) index, beside the table (an index lives in its table's schema)."""
+    *schema, name = table.split(".")
+    return ".".join([*schema, f"{name}_run_writer_seq"])
+
+
 def ensure_schema(conn: psycopg.Connection[Any], table: str) -> bool:
-    """Create the ledger table if missing; False if it is missing and cannot be created."""
-    row = conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()
-    if row is not None and row[0]:
-        return True
-    try:
-        conn.execute(
-            sql.SQL(
-                "create table if not exists {} ("
-                " id uuid primary key,"
-                " run_id text not null,"
-                " writer int not null,"
-                " seq bigint not null,"
-                " written_at timestamptz not null default now(),"
-                " payload text)"
-            ).format(table_ident(table))
-        )
-    except psycopg.errors.ReadOnlySqlTransaction:
-        return False
+    """Create the ledger table and its index if missing; False if the table cannot be created."""
+    if not _exists(conn, table):
+        try:
+            _create_table(conn, table)
+        except psycopg.errors.ReadOnlySqlTransaction:
+            return False
+    if not _exists(conn, index_name(table)):
+        # Readers ask for each writer's newest row many times a second: the index makes that
+        # a few page reads however long the run.  Without it (someone else's table, a
+        # read-only server) reads are only slower.
+        refused = (psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InsufficientPrivilege)
+        with contextlib.suppress(*refused):
+            conn.execute(
+                sql.SQL("create index if not exists {} on {} (run_id, writer, seq)").format(
+                    sql.Identifier(index_name(table).split(".")[-1]), table_ident(table)
+                )
+            )
     return True
 
 
-class Probe:
-    """The latest acknowledged write that readers try to see, for visibility lag."""
+def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()
+    return bool(row is not None and row[0])
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.pending: tuple[str, float] | None = None
 
-    def offer(self, row_id: str, acked_at: float) -> None:
-        if self.pending is None:
-            with self._lock:
-                if self.pending is None:
-                    self.pending = (row_id, acked_at)
-
-    def seen(self, probe: tuple[str, float], now: float) -> float | None:
-        with self._lock:
-            if self.pending is not probe:
-                return None
-            self.pending = None
-        return (now - probe[1]) * 1000.0
+def _create_table(conn: psycopg.Connection[Any], table: str) -> None:
+    conn.execute(
+        sql.SQL(
+            "create table if not exists {} ("
+            " id uuid primary key,"
+            " run_id text not null,"
+            " writer int not null,"
+            " seq bigint not null,"
+            " written_at timestamptz not null default now(),"
+            " payload text)"
+        ).format(table_ident(table))
+    )
 
 
 class Worker(threading.Thread):
@@ -112,7 +131,6 @@ class Worker(threading.Thread):
         config: WorkloadConfig,
         record: Callable[[Row], None],
         tracker: StateTracker,
-        probe: Probe,
         stop: threading.Event,
     ) -> None:
         super().__init__(name=f"{endpoint}-{kind}-{index}", daemon=True)
@@ -123,7 +141,6 @@ class Worker(threading.Thread):
         self.config = config
         self.record = record
         self.tracker = tracker
-        self.probe = probe
         self.stop = stop
         self.conn: psycopg.Connection[Any] | None = None
         self.cursor: psycopg.Cursor[Any] | None = None
@@ -142,8 +159,16 @@ class Worker(threading.Thread):
         self.insert_sql = (
             f"insert into {table} (id, run_id, writer, seq, payload) values (%s, %s, %s, %s, %s)"
         )
-        self.read_sql = f"select exists (select 1 from {table} where id = %s)"
-        self.payload = "x" * config.payload_size
+        # One statement, so one snapshot: is the server a replica, its WAL position, and the
+        # newest row of each writer it can see.  A writer commits one row after the other,
+        # so on any one history seeing its row n means seeing all its acknowledged rows < n.
+        self.read_sql = (
+            "select pg_is_in_recovery(), (case when pg_is_in_recovery()"
+            " then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text,"
+            " array(select coalesce((select max(seq) from "
+            f"{table} where run_id = %s and writer = w), 0)"
+            " from generate_series(0, %s::int - 1) w order by w)"
+        )
 
     # -- connection handling ------------------------------------------------
 
@@ -169,7 +194,7 @@ class Worker(threading.Thread):
             self._connect_failed(started, t0, exc)
             return False
         latency = (time.perf_counter() - t0) * 1000.0
-        self._put(started, "connect", latency, OK, "", "", "", None, "")
+        self._put(started, "connect", latency, OK, "", "", "", "", "", "")
         return True
 
     def _connect_failed(self, started: float, t0: float, exc: BaseException) -> None:
@@ -178,7 +203,7 @@ class Worker(threading.Thread):
         message = first_line(exc)
         self.errors += 1
         self.identity = Identity()
-        self._put(started, "connect", latency, FAILED, error_class, "", "", None, message)
+        self._put(started, "connect", latency, FAILED, error_class, "", "", "", "", message)
         self.tracker.failure(self.endpoint, error_class, message, started)
         self.backoff = min(self.config.max_backoff, max(0.05, self.backoff * 2))
 
@@ -275,7 +300,8 @@ class Worker(threading.Thread):
         error_class: str,
         row_id: str,
         seq: str,
-        lag_ms: float | None,
+        lsn: str,
+        seen: str,
         error: str,
     ) -> None:
         ident = self.identity
@@ -293,7 +319,8 @@ class Worker(threading.Thread):
                 ident.timeline,
                 row_id,
                 seq,
-                "" if lag_ms is None else f"{lag_ms:.3f}",
+                lsn,
+                seen,
                 error,
             )
         )
@@ -316,10 +343,10 @@ class Worker(threading.Thread):
         if write is not None:
             # The commit may or may not have happened if the connection died under it.
             outcome = IN_DOUBT if broken else FAILED
-            self._put(started, "write", latency_ms, outcome, error_class, *write, None, message)
+            self._put(started, "write", latency_ms, outcome, error_class, *write, "", "", message)
         else:
             self._put(
-                started, kind or self.kind, latency_ms, FAILED, error_class, "", "", None, message
+                started, kind or self.kind, latency_ms, FAILED, error_class, "", "", "", "", message
             )
         self.tracker.failure(self.endpoint, error_class, message, started)
         if broken or error_class == READ_ONLY:
@@ -343,7 +370,13 @@ class Worker(threading.Thread):
         try:
             self.cursor.execute(
                 self.insert_sql,
-                (row_id, self.config.run_id, self.index, self.seq, self.payload),
+                (
+                    row_id,
+                    self.config.run_id,
+                    self.index,
+                    self.seq,
+                    payload_of(row_id, self.config.run_id, self.index, self.seq),
+                ),
                 prepare=True,
             )
         except Exception as exc:
@@ -352,33 +385,59 @@ class Worker(threading.Thread):
             return
         self.busy_since = 0.0
         latency = (time.perf_counter() - t0) * 1000.0
-        self.probe.offer(row_id, time.monotonic())
         self.ok += 1
         self.backoff = 0.0
-        self._put(started, "write", latency, OK, "", row_id, seq, None, "")
+        self._put(started, "write", latency, OK, "", row_id, seq, "", "", "")
         self.tracker.success(self.endpoint, self.identity, started)
 
     def _read(self) -> None:
         assert self.cursor is not None
-        probe = self.probe.pending
         started = time.time()
         t0 = time.perf_counter()
         self.busy_since = time.monotonic()
         try:
-            self.cursor.execute(self.read_sql, (probe[0] if probe else NIL_UUID,), prepare=True)
+            self.cursor.execute(
+                self.read_sql, (self.config.run_id, self.config.writers), prepare=True
+            )
             row = self.cursor.fetchone()
+            assert row is not None
         except Exception as exc:
             self.busy_since = 0.0
             self._failed_op(started, (time.perf_counter() - t0) * 1000.0, exc, None)
             return
         self.busy_since = 0.0
         latency = (time.perf_counter() - t0) * 1000.0
-        lag = None
-        if probe is not None and row is not None and row[0]:
-            lag = self.probe.seen(probe, time.monotonic())
+        in_recovery, lsn, newest = row
+        role = "replica" if in_recovery else "primary"
+        if role != self.identity.role:
+            # Promoted or demoted under this connection: the record says what answered,
+            # and the next operation looks up the new timeline.
+            self.identity = Identity(server=self.identity.server, role=role)
+            self.identity_at = 0.0
+        seen = " ".join(str(n) for n in newest)
+        if self.endpoint == RW_READS and in_recovery:
+            # The write port handed us a replica: a writer here would fail, and a read
+            # here says nothing about read-your-writes.  Count it as that failure.
+            self._put(
+                started,
+                "read",
+                latency,
+                FAILED,
+                READ_ONLY,
+                "",
+                "",
+                lsn or "",
+                seen,
+                "read through the write port answered by a replica",
+            )
+            self.errors += 1
+            self.tracker.failure(self.endpoint, READ_ONLY, "answered by a replica", started)
+            self._drop()
+            self.identity = Identity()
+            return
         self.ok += 1
         self.backoff = 0.0
-        self._put(started, "read", latency, OK, "", "", "", lag, "")
+        self._put(started, "read", latency, OK, "", "", "", lsn or "", seen, "")
         self.tracker.success(self.endpoint, self.identity, started)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -147,7 +147,28 @@ DAMAGE: dict[str, Callable[[Path], object]] = {
     "records missing": lambda run: (run / "records.csv").unlink(),
     "records header": lambda run: (run / "records.csv").write_text("a,b,c\n1,2,3\n"),
     "records middle": lambda run: _break_middle_line(run / "records.csv"),
+    "records bad bytes": lambda run: _bad_bytes_in_middle(run / "records.csv"),
 }
+
+
+def _bad_bytes_in_middle(path: Path) -> None:
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[len(lines) // 2] = lines[len(lines) // 2].replace(b",", b",\xff\xfe", 1)
+    path.write_bytes(b"".join(lines))
+
+
+def test_verify_refuses_a_ledger_shorter_than_its_run(
+    cli: CliRunner, pg: LocalPostgres, small_run: Path, tmp_path: Path
+) -> None:
+    """records.csv cut back to its header must not verify as "0 writes, nothing lost"."""
+    run = tmp_path / "emptied"
+    shutil.copytree(small_run, run)
+    path = run / "records.csv"
+    path.write_text(path.read_text().splitlines(keepends=True)[0])
+    result = cli("verify", str(run), "--dsn", pg.dsn())
+    assert result.returncode == 2, result.stdout
+    assert_one_line_error(result.stderr)
+    assert "holds 0 records, run.json counts" in result.stderr
 
 
 def _break_middle_line(path: Path) -> None:
@@ -181,8 +202,15 @@ def test_truncated_last_record_is_tolerated(
     path = run / "records.csv"
     text = path.read_text()
     path.write_text(text[: text.rstrip("\n").rfind(",")])
+    # A crashed run never wrote its final counts.
+    meta = json.loads((run / "run.json").read_text())
+    meta.update(status="running", ended_at=None)
+    del meta["counts"]
+    (run / "run.json").write_text(json.dumps(meta))
     assert cli("report", str(run), "-q").returncode == 0
-    assert cli("verify", str(run), "--dsn", pg.dsn()).returncode == 0
+    # A crashed run is verified only when asked to, and then the rest is good data.
+    assert cli("verify", str(run), "--dsn", pg.dsn()).returncode == 2
+    assert cli("verify", str(run), "--dsn", pg.dsn(), "--allow-incomplete").returncode == 0
 
 
 def test_verify_with_unreachable_server(cli: CliRunner, small_run: Path, tmp_path: Path) -> None:
@@ -199,3 +227,88 @@ def test_bad_duration_is_a_usage_error(cli: CliRunner) -> None:
     assert result.returncode == 2
     assert "not a duration" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--rate", "nan"),
+        ("--rate", "inf"),
+        ("--rate", "-1"),
+        ("--connect-timeout", "nan"),
+        ("--connect-timeout", "0"),
+        ("--statement-timeout", "inf"),
+        ("--max-backoff", "-0.5"),
+        ("--duration", "99999h"),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(cli: CliRunner, option: str, value: str) -> None:
+    result = cli("load", option, value, "--out", "run")
+    assert result.returncode == 2
+    assert f"argument {option}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"time": "NaN", "action": "kill", "target": "pg1"}',
+        b'{"time": 1e400, "action": "kill", "target": "pg1"}',
+        b'{"time": 1796170000000, "action": "kill", "target": "pg1"}',
+        b'{"time": "2026-12-02T00:00:00Z", "action": "kill", "target": "pg\xff1"}',
+    ],
+)
+def test_bad_event_lines_are_reported_and_skipped(
+    cli: CliRunner, small_run: Path, tmp_path: Path, line: bytes
+) -> None:
+    run = tmp_path / "events"
+    shutil.copytree(small_run, run)
+    good = (
+        b'{"time": "%s", "action": "stop", "target": "pg2"}'
+        % json.loads((run / "run.json").read_text())["started_at"].encode()
+    )
+    (run / "events.jsonl").write_bytes(line + b"\n" + good + b"\n")
+    result = cli("report", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "warning: events.jsonl:1: ignored" in result.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert [e["target"] for e in summary["events"]] == ["pg2"]
+
+
+@pytest.fixture(scope="module")
+def cleartext_pg() -> Iterator[LocalPostgres]:
+    """A server that asks for the password in clear text (pg_hba "password")."""
+    server = LocalPostgres(settings={"fsync": "off"}, host_auth="password")
+    try:
+        server.init()
+        server.start()
+        server.setup_role()
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_password_is_not_sent_in_clear_text(
+    cli: CliRunner, cleartext_pg: LocalPostgres, small_run: Path, tmp_path: Path
+) -> None:
+    dsn = cleartext_pg.dsn()
+    result = cli("load", "--rw", dsn, "--ro", dsn, "--duration", "1", "--out", "run")
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+    assert "password" in result.stderr
+    assert cleartext_pg.password not in result.stderr
+    assert not (tmp_path / "run").exists()
+    run = tmp_path / "copy"
+    shutil.copytree(small_run, run)
+    result = cli("verify", str(run), "--dsn", dsn)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr)
+
+
+def test_the_user_may_allow_clear_text_passwords(
+    cli: CliRunner, cleartext_pg: LocalPostgres
+) -> None:
+    dsn = cleartext_pg.dsn(require_auth="password")
+    result = cli("load", "--rw", dsn, "--ro", dsn, "--duration", "0.5", "--out", "run", "-q")
+    assert result.returncode == 0, result.stderr

@@ -210,7 +210,7 @@ def test_report_has_the_layers(tmp_path: Path, cli: CliRunner) -> None:
     summary = read_json(run / "summary.json")
     assert [x["seconds"] for x in summary["layers"]] == pytest.approx([9.0, 0.6, 1.4, 0.505])
     html = (run / "report.html").read_text()
-    assert "<td>HAProxy detection</td>" in html
+    assert ">HAProxy detection</td>" in html
     assert "1.4 s" in html
 
 
@@ -247,3 +247,27 @@ def test_in_place_recovery_of_the_leader(tmp_path: Path) -> None:
     assert milestones["promotion_done"]["at_s"] == pytest.approx(14.5)
     seconds = [x["seconds"] for x in summary["layers"]]
     assert seconds == pytest.approx([2.0, 2.5, 1.5, 5.505], abs=0.002)
+
+
+def test_overlapping_layers_are_never_negative(tmp_path: Path) -> None:
+    """HAProxy marked the new leader UP before PostgreSQL logged that it was ready."""
+    run = failover_run(tmp_path)
+    (run / "logs" / "lb1" / "journal-haproxy-syslog.txt").write_text(
+        journal("lb1", [(T0 + 19.506, "haproxy[55]: Server primary/pg2 is UP, reason: ok")])
+    )
+    summary = summarize(run)
+    layers = {x["layer"]: x for x in summary["layers"]}
+    haproxy = layers["HAProxy detection"]
+    assert haproxy["seconds"] == 0.0
+    assert haproxy["reason"] == (
+        "HAProxy saw the new leader up 0.094 s before PostgreSQL logged ready: the layers overlap"
+    )
+    # What was logged stays as logged; only the duration is not negative.
+    assert haproxy["end_s"] < haproxy["start_s"]
+    reconnect = layers["client reconnect"]
+    # Measured from PostgreSQL's ready line, the later of the two, so nothing is counted twice.
+    assert reconnect["seconds"] == pytest.approx(21.505 - 19.6, abs=0.002)
+    assert "measured from when PostgreSQL logged ready" in reconnect["reason"]
+    seconds = [x["seconds"] for x in summary["layers"]]
+    assert all(s >= 0 for s in seconds)
+    assert sum(seconds) == pytest.approx(21.505 - 10.0, abs=0.002)

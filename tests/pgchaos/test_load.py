@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from chaoshelpers import CliRunner, read_json, records, start_cli, wait_for_records
+from chaoshelpers import (
+    CliRunner,
+    clean_env,
+    read_json,
+    records,
+    start_cli,
+    wait_for_records,
+)
 
 from pgchaos.localpg import PG_BIN, LocalPostgres, free_port
 from pgchaos.workload import ensure_schema
@@ -43,16 +53,21 @@ def healthy_run(pg: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_healthy_run_records_operations(healthy_run: Path, pg: LocalPostgres) -> None:
     rows = records(healthy_run)
     writes = [r for r in rows if r["kind"] == "write"]
-    reads = [r for r in rows if r["kind"] == "read"]
+    reads = [r for r in rows if r["kind"] == "read" and r["endpoint"] == "ro"]
+    rw_reads = [r for r in rows if r["kind"] == "read" and r["endpoint"] == "rwr"]
     # 3 writers and 2 readers at 50/s for 3 s, give or take start-up.
     assert 250 <= len(writes) <= 460
     assert 150 <= len(reads) <= 310
+    # one reader on the write port by default
+    assert 75 <= len(rw_reads) <= 155
+    assert {r["role"] for r in rw_reads} == {"primary"}
     assert all(r["outcome"] == "ok" and r["error_class"] == "" for r in writes + reads)
     assert {r["server"] for r in writes} == {f"127.0.0.1:{pg.port}"}
     assert {r["role"] for r in writes} == {"primary"}
     assert {r["timeline"] for r in writes} == {"1"}
     assert len({r["id"] for r in writes}) == len(writes)
-    assert any(r["lag_ms"] for r in reads), "readers never measured a visibility lag"
+    assert all(len(r["seen"].split()) == 3 for r in reads), "a read did not say what it saw"
+    assert all(r["lsn"] for r in reads)
     meta = read_json(healthy_run / "run.json")
     assert meta["status"] == "finished"
     assert meta["counts"]["records"] == len(rows)
@@ -116,6 +131,56 @@ def test_deleted_rows_are_reported_lost(pg: LocalPostgres, cli: CliRunner, tmp_p
     for key in ("writes", "acknowledged", "in_doubt", "failed", "lost", "unrecorded_rows"):
         assert again[key] == verified[key], key
     assert sorted(w["id"] for w in again["lost_writes"]) == victims
+
+
+def test_altered_and_duplicated_rows_are_reported(
+    pg: LocalPostgres, cli: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = cli(
+        "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "2", "--readers", "0",
+        "--rw-readers", "0", "--rate", "100", "--duration", "1", "--out", str(out), "-q",
+        "--table", "pgchaos_altered",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert cli("verify", str(out), "--dsn", pg.dsn()).returncode == 0
+    acked = [r for r in records(out) if r["kind"] == "write" and r["outcome"] == "ok"]
+    changed, copied = acked[5]["id"], acked[9]["id"]
+    pg.superuser_sql(f"update pgchaos_altered set payload = 'tampered' where id = '{changed}'")
+    pg.superuser_sql(
+        "insert into pgchaos_altered (id, run_id, writer, seq, payload)"
+        " select gen_random_uuid(), run_id, writer, seq, payload from pgchaos_altered"
+        f" where id = '{copied}'"
+    )
+    for dsn, method in (
+        (pg.dsn(), "copy+join"),
+        (pg.dsn(options="-c default_transaction_read_only=on"), "batched lookup"),
+    ):
+        result = cli("verify", str(out), "--dsn", dsn)
+        assert result.returncode == 1, result.stdout
+        assert "1 rows ALTERED since they were written, 1 DUPLICATED rows" in result.stdout
+        verified = read_json(out / "verify.json")
+        assert verified["method"].startswith(method)
+        assert (verified["lost"], verified["altered"], verified["duplicated"]) == (0, 1, 1)
+        assert verified["altered_ids"] == [changed]
+        assert verified["unrecorded_rows"] == 1
+
+
+def test_a_dropped_table_has_its_own_exit_status(
+    pg: LocalPostgres, cli: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = cli(
+        "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "1", "--readers", "0",
+        "--rw-readers", "0", "--duration", "0.5", "--out", str(out), "-q",
+        "--table", "pgchaos_dropped",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pg.superuser_sql("drop table pgchaos_dropped")
+    result = cli("verify", str(out), "--dsn", pg.dsn())
+    assert result.returncode == 3
+    assert "table pgchaos_dropped does not exist" in result.stderr
+    assert "every write of the run is gone" in result.stderr
 
 
 def test_read_only_rw_endpoint_is_classified(
@@ -380,6 +445,28 @@ def test_pid_file_lets_a_playbook_stop_a_background_run(pg: LocalPostgres, tmp_p
     assert meta["counts"]["records"] == len(records(out)) > 10
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_run_started_in_the_background_of_a_script_ends_cleanly_on_a_signal(
+    pg: LocalPostgres, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """`pgchaos load ... &` in a script starts with SIGINT ignored; every stop signal works."""
+    out = tmp_path / "run"
+    pid_file = tmp_path / "load.pid"
+    load = [
+        sys.executable, "-m", "pgchaos", "load", "--rw", pg.dsn(), "--ro", pg.dsn(),
+        "--writers", "1", "--readers", "1", "--out", str(out), "--pid-file", str(pid_file), "-q",
+    ]  # fmt: skip
+    script = " ".join(shlex.quote(a) for a in load) + " & wait $!"
+    shell = subprocess.Popen(["sh", "-c", script], cwd=tmp_path, env=clean_env())
+    wait_for_records(out, minimum=10)
+    os.kill(int(pid_file.read_text()), sig)
+    assert shell.wait(timeout=20) == 0
+    assert not pid_file.exists()
+    meta = read_json(out / "run.json")
+    assert meta["status"] == "interrupted"
+    assert meta["counts"]["records"] == len(records(out)) > 10
+
+
 def test_unwritable_pid_file_is_a_usage_error(
     cli: CliRunner, pg: LocalPostgres, tmp_path: Path
 ) -> None:
@@ -423,3 +510,70 @@ def test_libpq_host_list_skips_a_dead_host(pg: LocalPostgres, tmp_path: Path) ->
     meta = read_json(out / "run.json")
     assert "target_session_attrs=read-write" in meta["endpoints"]["rw"]
     assert pg.password not in (out / "run.json").read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 384 KiB tmpfs: a run at full speed fills it within a second or two."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=384k", "pgchaos-test-full", str(mount)], check=True
+    )
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_at_once(
+    pg: LocalPostgres, cli: CliRunner, small_disk: Path
+) -> None:
+    out = small_disk / "run"
+    began = time.monotonic()
+    result = cli(
+        "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "4", "--readers", "1",
+        "--rate", "0", "--duration", "60", "--out", str(out), "-q",
+    )  # fmt: skip
+    assert time.monotonic() - began < 30, "the run went on with a full disk"
+    assert result.returncode == 2
+    assert "disk full" in result.stderr
+    # run.json could not even be rewritten: it still says running, so verify refuses ...
+    refused = cli("verify", str(out), "--dsn", pg.dsn())
+    assert refused.returncode == 2
+    assert "--allow-incomplete" in refused.stderr
+    # ... unless told (once there is room again for verify.json), and then it counts
+    # what the server has that the ledger does not.
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    checked = cli("verify", str(out), "--dsn", pg.dsn(), "--allow-incomplete")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "incomplete run (running)" in checked.stdout
+    verified = read_json(out / "verify.json")
+    assert verified["incomplete"] is True
+    assert verified["lost"] == 0
+    assert verified["writes"] > 100
+
+
+def test_kill_9_loses_at_most_the_last_moments(
+    pg: LocalPostgres, cli: CliRunner, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = start_cli(
+        tmp_path, "load", "--rw", pg.dsn(), "--ro", pg.dsn(), "--writers", "4",
+        "--readers", "0", "--rw-readers", "0", "--rate", "0", "--out", str(out), "-q",
+    )  # fmt: skip
+    wait_for_records(out, minimum=2000)
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert cli("verify", str(out), "--dsn", pg.dsn()).returncode == 2
+    result = cli("verify", str(out), "--dsn", pg.dsn(), "--allow-incomplete")
+    assert result.returncode == 0, result.stdout + result.stderr
+    verified = read_json(out / "verify.json")
+    assert verified["incomplete"] is True
+    assert verified["lost"] == 0
+    rows = records(out)
+    span = float(rows[-1]["time"]) - float(rows[1]["time"])
+    per_second = len(rows) / max(span, 0.1)
+    # The ledger is synced every 0.2 s: what the server has beyond it is at most about that.
+    assert verified["unrecorded_rows"] <= per_second * 0.5 + 50, (verified, per_second)

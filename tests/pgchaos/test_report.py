@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from chaoshelpers import CliRunner, read_json
 
@@ -15,7 +16,8 @@ from pgchaos.localpg import LocalPostgres
 from pgchaos.rundir import iso
 from pgchaos.summary import summarize
 
-PLOTS = ("throughput.png", "errors.png", "latency.png", "servers.png")
+PLOTS = ("timeline.png", "latency.png")
+PG1, PG2, PG3 = "10.0.0.1:5432", "10.0.0.2:5432", "10.0.0.3:5432"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def run(pg: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _assert_rendered(run_dir: Path, min_size: int = 5000) -> str:
+def _assert_rendered(run_dir: Path, min_size: int = 2000) -> str:
     html = (run_dir / "report.html").read_text()
     assert html.startswith("<!doctype html>")
     assert html.count("data:image/png;base64,") == len(PLOTS)
@@ -105,6 +107,13 @@ def test_report_with_events_and_verify(
     assert "warning: events.jsonl:4" in result.stdout
 
 
+def _record(**fields: object) -> list[object]:
+    """One records.csv row; the fields not given are empty, whatever FIELDS holds."""
+    unknown = set(fields) - set(FIELDS)
+    assert not unknown, unknown
+    return [fields.get(name, "") for name in FIELDS]
+
+
 def _write_run(run_dir: Path, rows: list[tuple[float, str, str, float, str, str]]) -> None:
     """A synthetic run: (start, endpoint, kind, latency_ms, outcome, error_class)."""
     run_dir.mkdir()
@@ -115,9 +124,20 @@ def _write_run(run_dir: Path, rows: list[tuple[float, str, str, float, str, str]
         writer = csv.writer(handle)
         writer.writerow(FIELDS)
         for t, endpoint, kind, latency, outcome, error_class in rows:
-            server = "10.0.0.1:5432" if t < 1010 else "10.0.0.2:5432"
-            writer.writerow([t, endpoint, kind, 0, latency, outcome, error_class, server,
-                             "primary", "1" if t < 1010 else "2", "", "", "", ""])  # fmt: skip
+            writer.writerow(
+                _record(
+                    time=t,
+                    endpoint=endpoint,
+                    kind=kind,
+                    worker=0,
+                    latency_ms=latency,
+                    outcome=outcome,
+                    error_class=error_class,
+                    server=PG1 if t < 1010 else PG2,
+                    role="primary",
+                    timeline="1" if t < 1010 else "2",
+                )
+            )
 
 
 def test_window_arithmetic(tmp_path: Path) -> None:
@@ -152,12 +172,12 @@ def test_window_arithmetic(tmp_path: Path) -> None:
     assert rw["in_doubt_ops"] == 1
     assert rw["failed_connects"] == 2
     assert [(p["server"], p["timeline"]) for p in rw["servers"]] == [
-        ("10.0.0.1:5432", "1"),
-        ("10.0.0.1:5432", "1"),  # split by the outage
-        ("10.0.0.2:5432", "2"),
+        (PG1, "1"),
+        (PG1, "1"),  # split by the outage
+        (PG2, "2"),
     ]
     assert rw["server_changes"] == [
-        {"at_s": 12.51, "from": "10.0.0.1:5432 (timeline 1)", "to": "10.0.0.2:5432 (timeline 2)"}
+        {"at_s": 12.51, "from": f"{PG1} (timeline 1)", "to": f"{PG2} (timeline 2)"}
     ]
     (ro_window,) = summary["per_endpoint"]["ro"]["unavailability_windows"]
     assert ro_window["recovered"] is False
@@ -173,3 +193,204 @@ def test_report_of_a_run_without_records(tmp_path: Path, cli: CliRunner) -> None
     html = _assert_rendered(tmp_path / "run", min_size=1000)
     assert "No operations recorded." in html
     assert read_json(tmp_path / "run" / "summary.json")["records"] == 0
+
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+SECRET = "hunter2"
+
+
+def ten_minute_run(run_dir: Path) -> Path:
+    """A synthetic 10-minute run: the primary's node is lost at 300 s, pg2 takes over.
+
+    Two writers and two readers at 40 operations per second each; the readers go
+    round the replicas (pg2 and pg3, later pg3 and pg1) as HAProxy's round robin
+    does, pg2 answers the replica port as primary for two seconds after its
+    promotion, and pg3 moves to the new timeline after a short outage.
+    """
+    run_dir.mkdir()
+    dsn = f"host=10.0.0.100 user=chaos password={SECRET} dbname=chaos"
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "tool": "pgchaos",
+                "run_id": "ten-minutes",
+                "status": "completed",
+                "started_at": iso(T0),
+                "ended_at": iso(T0 + 600),
+                "endpoints": {"rw": f"{dsn} port=5000", "ro": f"{dsn} port=5001"},
+            }
+        )
+    )
+    events = [
+        (290.0, "scenario-start", "cluster"),
+        (300.0, "node", "pg1"),
+        (380.0, "recover", "pg1"),
+        (590.0, "scenario-end", "cluster"),
+    ]
+    (run_dir / "events.jsonl").write_text(
+        "".join(
+            json.dumps({"time": iso(T0 + at), "action": a, "target": t, "scenario": "node-loss"})
+            + "\n"
+            for at, a, t in events
+        )
+    )
+    rows: list[list[object]] = []
+    # Real latencies are noisy, and noisy curves make bigger PNGs: the size check needs them.
+    rng = np.random.default_rng(7)
+    latency = iter(np.round(rng.lognormal(0.5, 0.6, 100_000), 3).tolist())
+    jitter = iter(rng.uniform(-0.01, 0.01, 100_000).tolist())
+    for worker in range(2):
+        for n, rel in enumerate(np.arange(0.01 + worker * 0.0125, 600.0, 0.025)):
+            t = T0 + float(rel) + next(jitter)
+            common = {"time": round(t, 6), "endpoint": "rw", "kind": "write", "worker": worker}
+            if rel < 300.0:
+                rows.append(_record(**common, latency_ms=next(latency), outcome="ok", server=PG1,
+                                    role="primary", timeline="1", id=f"w{n}", seq=n))  # fmt: skip
+            elif rel < 317.6:
+                rows.append(_record(**common, latency_ms=1.0, outcome="failed",
+                                    error_class="refused", error="connection refused"))  # fmt: skip
+            else:
+                rows.append(_record(**common, latency_ms=next(latency), outcome="ok", server=PG2,
+                                    role="primary", timeline="2", id=f"w{n}", seq=n))  # fmt: skip
+    for worker in range(2, 4):
+        for n, rel in enumerate(np.arange(0.02 + worker * 0.005, 600.0, 0.025)):
+            t = T0 + float(rel) + next(jitter)
+            common = {"time": round(t, 6), "endpoint": "ro", "kind": "read", "worker": worker}
+            turn = n % 2  # the balancer's round robin
+            if rel < 317.0:
+                server, role, timeline = (PG2, PG3)[turn], "replica", "1"
+            elif rel < 319.0:
+                server, role, timeline = ((PG2, "primary", "2"), (PG3, "replica", "1"))[turn]
+                if rel >= 318.0 and server == PG3:
+                    if rel < 318.6:
+                        rows.append(_record(**common, latency_ms=1.0, outcome="failed",
+                                            error_class="connection_lost"))  # fmt: skip
+                        continue
+                    timeline = "2"
+            elif rel < 400.0:
+                server, role, timeline = PG3, "replica", "2"
+            else:
+                server, role, timeline = (PG3, PG1)[turn], "replica", "2"
+            rows.append(_record(**common, latency_ms=next(latency), outcome="ok", server=server,
+                                role=role, timeline=timeline))  # fmt: skip
+    rows.sort(key=lambda r: float(str(r[0])))
+    with (run_dir / "records.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FIELDS)
+        writer.writerows(rows)
+    return run_dir
+
+
+def test_ten_minute_report_is_small_and_says_what_happened(tmp_path: Path, cli: CliRunner) -> None:
+    run = ten_minute_run(tmp_path / "run")
+    result = cli("report", str(run))
+    assert result.returncode == 0, result.stderr
+    size = (run / "report.html").stat().st_size
+    assert size < 300_000, size
+    html = _assert_rendered(run)
+    summary = read_json(run / "summary.json")
+    rw, ro = summary["per_endpoint"]["rw"], summary["per_endpoint"]["ro"]
+
+    # Only failovers are changes: the round robin between replicas is not.
+    assert rw["server_changes"] == [
+        {"at_s": pytest.approx(317.6, abs=0.02), "from": f"{PG1} (timeline 1)",
+         "to": f"{PG2} (timeline 2)"}
+    ]  # fmt: skip
+    assert [(c["from"], c["to"]) for c in ro["server_changes"]] == [
+        (f"{PG2} (replica, timeline 1)", f"{PG2} (primary, timeline 2)"),
+        (f"{PG3} (replica, timeline 1)", f"{PG3} (replica, timeline 2)"),
+    ]
+    assert ro["server_changes"][0]["at_s"] == pytest.approx(317.0, abs=0.05)
+    # rw periods stay per server; ro ones are per role and timeline, a handful.
+    assert [(p["server"], p["timeline"]) for p in rw["servers"]] == [(PG1, "1"), (PG2, "2")]
+    assert [(p["role"], p["timeline"]) for p in ro["servers"]] == [
+        ("replica", "1"),
+        ("primary", "2"),
+        ("replica", "2"),
+    ]
+    assert ro["servers"][0]["server"] in (f"{PG2}, {PG3}", f"{PG3}, {PG2}")
+    share = {(s["server"], s["role"]): s for s in ro["server_share"]}
+    assert set(share) == {(PG1, "replica"), (PG2, "replica"), (PG2, "primary"), (PG3, "replica")}
+    assert sum(s["share_pct"] for s in share.values()) == pytest.approx(100.0, abs=0.2)
+    assert share[(PG1, "replica")]["first_s"] == pytest.approx(400.0, abs=0.05)
+    assert share[(PG3, "replica")]["timelines"] == ["1", "2"]
+    # The playbooks' figures are all still there.
+    assert rw["longest_unavailability_s"] == pytest.approx(17.6, abs=0.05)
+    for key in ("unavailability_windows", "error_classes", "failed_ops", "in_doubt_ops"):
+        assert key in rw
+        assert key in ro
+
+    # The headline comes first and tells the story in words.
+    head = html[html.index('id="headline"') : html.index("</header>")]
+    assert html.index('id="headline"') < html.index("data:image/png")
+    assert "Writes were down 17.6 s from 22:18:19 after node pg1 was lost" in head
+    assert "data loss not verified yet" in head
+    assert "No split brain" in head
+    # Endpoints one per line, without the password.
+    assert SECRET not in html
+    assert "port=5000" in head
+    assert "port=5001" in head
+    assert "{&quot;" not in html
+    # A page of tables, not one row per round-robin hop.
+    assert html.count("<tr>") < 200
+
+
+def test_overlapping_layers_show_no_negative_duration(tmp_path: Path, cli: CliRunner) -> None:
+    from test_layers import T0 as LAYERS_T0
+    from test_layers import failover_run, journal
+
+    run = failover_run(tmp_path)
+    (run / "logs" / "lb1" / "journal-haproxy-syslog.txt").write_text(
+        journal("lb1", [(LAYERS_T0 + 19.506, "haproxy[55]: Server primary/pg2 is UP")])
+    )
+    result = cli("report", str(run))
+    assert result.returncode == 0, result.stderr
+    html = (run / "report.html").read_text()
+    assert "-0.094" not in html
+    assert "\N{MINUS SIGN}" not in html
+    assert "HAProxy saw the new leader up 0.094 s before PostgreSQL logged ready" in html
+
+
+def test_staleness_and_read_anomalies_when_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract of pgchaos.reads: a staleness series per reader and figures per endpoint."""
+    from pgchaos import report
+    from pgchaos.summary import load_run_data
+
+    run = ten_minute_run(tmp_path / "run")
+    data = load_run_data(run)
+    summary = summarize(run, data)
+    times = np.arange(0.0, 600.0, 0.05)
+    stale = np.where((times > 300) & (times < 320), (times - 300) / 4, 0.002)
+    monkeypatch.setattr(
+        report,
+        "_staleness_series",
+        lambda _: {"ro": (times, stale), "rwr": (times[::7], np.zeros(len(times[::7])))},
+    )
+    ro = summary["per_endpoint"]["ro"]
+    ro["staleness_s"] = {"p50": 0.002, "p99": 4.2, "max": 5.0, "reads": len(times)}
+    ro["read_anomalies"] = {
+        "non_monotonic": 2,
+        "read_your_writes": 0,
+        "seen_then_lost": 0,
+        "examples": [{"worker": 3, "at_s": 318.2, "saw": 10, "then": 8}],
+    }
+    rwr = json.loads(json.dumps(ro))
+    rwr["staleness_s"] = {"p50": 0.0, "p99": 0.0, "max": 0.0, "reads": 1715}
+    rwr["read_anomalies"] = {"non_monotonic": 0, "read_your_writes": 0, "seen_then_lost": 0}
+    summary["per_endpoint"]["rwr"] = rwr
+    summary["endpoints"]["rwr"] = "host=10.0.0.100 port=5000"
+    plots = report.render_plots(
+        data, {**summary, "per_endpoint": {"rw": summary["per_endpoint"]["rw"], "ro": ro}}, []
+    )
+    html = report.render_html(summary, plots)
+    head = html[html.index('id="headline"') : html.index("</header>")]
+    assert "staleness p99 4.2 s, max 5.0 s" in head
+    assert "2 read anomalies (2 non monotonic)" in head
+    assert "Reads through the write port" in head
+    assert "no read anomalies" in head
+    assert "<b>rw reads</b>" in head
+    assert "worker=3, at_s=318.2" in html
+    assert "<th>staleness p99</th>" in html
+    assert "<td class=l>rw reads</td>" in html

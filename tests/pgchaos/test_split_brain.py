@@ -31,7 +31,7 @@ def write_run(run_dir: Path, writes: list[Ack], start: float = 1000.0, end: floa
         for n, (t, latency, outcome, server, timeline) in enumerate(sorted(writes)):
             error_class = "" if outcome == "ok" else "connection_lost"
             writer.writerow([t, "rw", "write", 0, latency, outcome, error_class, server,
-                             "primary", timeline, f"id{n}", n, "", ""])  # fmt: skip
+                             "primary", timeline, f"id{n}", n, "", "", ""])  # fmt: skip
     return run_dir
 
 
