@@ -251,7 +251,11 @@ def _throughput_panel(
         _note(ax, "no operations recorded")
     ax.set_ylabel("ops/s", fontsize=8)
     ax.set_ylim(bottom=0)
-    _panel_title(ax, "Throughput: successful (solid) and failed (dotted) operations per second")
+    _panel_title(
+        ax,
+        "Throughput: successful (solid) and failed (dotted) operations per second;"
+        " shaded: an endpoint unavailable (its colour)",
+    )
 
 
 def _errors_panel(
@@ -383,9 +387,10 @@ def _timeline(
         _errors_panel(ax, data, endpoint, edges, width)
     _primary_panel(panels[-2], summary)
     _staleness_panel(panels[-1], series, edges)
-    for n, ax in enumerate(panels):
-        # The shading's legend once, on top: it is the same on every panel.
-        _decorate(ax, summary, events, data.start, legend=n == 0)
+    for ax in panels:
+        # The shading is named in the first panel's title: a legend entry per endpoint
+        # would push the legend over the panel below.
+        _decorate(ax, summary, events, data.start, legend=False)
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", color="0.9", lw=0.6)
         _legend_outside(ax)
