@@ -5,13 +5,18 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup lab lab-down deploy status demo demo-scenario lint unit molecule vagrant lab-checks chaos chaos-reset test bench-load clean
+.PHONY: help setup lab lab-down deploy idempotence verify status demo demo-scenario lint unit molecule vagrant lab-checks chaos chaos-reset test bench-load clean
+
+# One target at a time, in the order given: the lab's steps all work on one deployed cluster.
+.NOTPARALLEL:
 
 help:
 	@echo "make demo      set up, start the lab, deploy the cluster, show its state"
-	@echo "make test      lint, unit tests, Molecule, the Vagrantfile, lab checks, every failure scenario"
+	@echo "make test      lint, unit tests, Molecule, the Vagrantfile, then on the lab: deploy, idempotence,"
+	@echo "               verify, lab checks, every failure scenario"
 	@echo "make chaos     every failure scenario on the lab, one combined report"
-	@echo "make setup | lab | deploy | status | lab-down | lint | unit | molecule | vagrant | lab-checks | chaos-reset | bench-load"
+	@echo "make setup | lab | deploy | idempotence | verify | status | lab-down | lint | unit | molecule | vagrant"
+	@echo "     lab-checks | chaos-reset | bench-load"
 
 setup:
 	scripts/setup.sh
@@ -24,6 +29,14 @@ lab-down:
 
 deploy: lab
 	ansible-playbook site.yml
+
+# site.yml again on the deployed lab: every host's PLAY RECAP must say changed=0 failed=0.
+idempotence: deploy
+	scripts/idempotence.sh site.yml
+
+# The deployed cluster on its real endpoints (playbooks/verify.yml, also molecule/cluster's verify).
+verify: deploy
+	ansible-playbook playbooks/verify.yml
 
 status:
 	ansible-playbook playbooks/status.yml
@@ -54,9 +67,12 @@ lint: setup
 unit: setup
 	pytest
 
+# Every scenario but molecule/cluster: its converge (site.yml), idempotence and verify run in
+# `make test` on the lab, which is deployed anyway.  `molecule test -s cluster` still works.
+MOLECULE_EXCLUDE ?= cluster
 molecule: setup
 	scripts/lab.sh image
-	molecule test --all
+	molecule test --all $(addprefix --exclude ,$(MOLECULE_EXCLUDE))
 
 # The Vagrantfile: validated, brought up with Vagrant's docker provider, site.yml twice.
 vagrant: setup
@@ -66,7 +82,9 @@ vagrant: setup
 lab-checks: deploy
 	pytest tests/lab
 
-test: lint unit molecule vagrant lab-checks chaos
+# make builds each target once per run: the lab is deployed once, then checked for idempotence
+# and verified, and lab-checks and chaos use that same deploy (`make chaos` alone deploys first).
+test: lint unit molecule vagrant deploy idempotence verify lab-checks chaos
 
 bench-load: setup
 	$(BIN)/python scripts/bench_load.py
