@@ -53,7 +53,7 @@ def run_pgchaos(
     cmd = [
         sys.executable, "-m", "pgchaos", "load",
         "--rw", pg.dsn(), "--ro", pg.dsn(),
-        "--writers", str(writers), "--readers", str(readers),
+        "--writers", str(writers), "--readers", str(readers), "--rw-readers", "0",
         "--rate", "0", "--duration", str(duration), "--out", str(out), "--quiet",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd)
@@ -116,6 +116,8 @@ def run_pgbench(
         cmd = [
             str(PG_BIN / "pgbench"), "-n", "-M", "prepared", "-f", str(script),
             "-c", str(clients), "-j", str(min(2, clients)), "-T", str(round(duration)),
+            # the readers look for as many writers as pgchaos's readers do
+            "-D", f"writers={writers}",
             "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, pg.dbname,
         ]  # fmt: skip
         procs.append(
