@@ -357,17 +357,32 @@ def role_changes(data: RunData, endpoint: str) -> list[dict[str, Any]]:
         rows = np.flatnonzero(server_of[ident] == code)
         state = state_of[ident[rows]]
         server = servers[int(code)]
+        current = states[int(state[0])]
+        newest = _timeline_number(current[1])
         for k in np.flatnonzero(np.diff(state) != 0) + 1:
-            (role_a, tl_a), (role_b, tl_b) = states[int(state[k - 1])], states[int(state[k])]
+            role, tl = states[int(state[k])]
+            number = _timeline_number(tl)
+            # Each connection caches what its server is for up to a second, so two readers
+            # of one server can disagree for a moment: only a step forward is a change
+            # (a known, newer timeline, or a new role on the newest one).
+            if number is None or (newest is not None and number < newest):
+                continue
+            if (role, tl) == current or (number == newest and role == current[0]):
+                continue
             changes.append(
                 {
                     "at_s": round(float(finish[rows[k]]) - data.start, 3),
-                    "from": f"{server} ({role_a or '?'}, timeline {tl_a or '?'})",
-                    "to": f"{server} ({role_b or '?'}, timeline {tl_b or '?'})",
+                    "from": f"{server} ({current[0] or '?'}, timeline {current[1] or '?'})",
+                    "to": f"{server} ({role or '?'}, timeline {tl})",
                 }
             )
+            current, newest = (role, tl), number
     changes.sort(key=lambda c: c["at_s"])
     return changes
+
+
+def _timeline_number(timeline: str) -> int | None:
+    return int(timeline) if timeline.isdigit() else None
 
 
 def endpoint_changes(

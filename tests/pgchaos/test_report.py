@@ -394,3 +394,33 @@ def test_staleness_and_read_anomalies_when_measured(
     assert "worker=3, at_s=318.2" in html
     assert "<th>staleness p99</th>" in html
     assert "<td class=l>rw reads</td>" in html
+
+
+def test_readers_with_a_stale_timeline_make_one_change_not_a_flap(tmp_path: Path) -> None:
+    """Each connection caches its server's timeline for up to a second: two readers of one
+    replica may report timelines 1 and 2 alternately for that second.  One change only."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(
+        json.dumps({"tool": "pgchaos", "run_id": "t", "started_at": 1000.0, "ended_at": 1020.0})
+    )
+    rows = []
+    for k in range(100):
+        t = 1001.0 + k * 0.1
+        for worker in (0, 1):
+            # worker 0 learns of timeline 2 at 1005.0, worker 1 only at 1006.0
+            moved = t >= (1005.0 if worker == 0 else 1006.0)
+            rows.append(
+                _record(time=t + worker * 0.01, endpoint="ro", kind="read", worker=worker,
+                        latency_ms=1.0, outcome="ok", server="10.0.0.3:5432", role="replica",
+                        timeline="2" if moved else "1")
+            )  # fmt: skip
+    with (run_dir / "records.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FIELDS)
+        writer.writerows(rows)
+    changes = summarize(run_dir)["per_endpoint"]["ro"]["server_changes"]
+    assert [(c["from"], c["to"]) for c in changes] == [
+        ("10.0.0.3:5432 (replica, timeline 1)", "10.0.0.3:5432 (replica, timeline 2)")
+    ]
+    assert changes[0]["at_s"] == pytest.approx(5.001, abs=0.01)
