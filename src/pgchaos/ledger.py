@@ -41,6 +41,9 @@ FIELDS = (
 # Run folders written before reads were checked: ``lag_ms`` where ``lsn``/``seen`` are now.
 LEGACY_FIELDS = (*FIELDS[:12], "lag_ms", FIELDS[-1])
 
+# The endpoint of the readers on the write port (checked for read-your-writes).
+RW_READS = "rwr"
+
 OK = "ok"
 FAILED = "failed"
 IN_DOUBT = "in_doubt"

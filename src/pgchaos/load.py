@@ -20,10 +20,10 @@ from pgchaos.classify import first_line
 from pgchaos.console import Console
 from pgchaos.dsn import Endpoints, hardened, redact, resolve_endpoints
 from pgchaos.errors import UsageError
-from pgchaos.ledger import RECORDS_FILE, LedgerWriter
+from pgchaos.ledger import RECORDS_FILE, RW_READS, LedgerWriter
 from pgchaos.state import StateTracker
 from pgchaos.status import StatusLine
-from pgchaos.workload import PAYLOAD_KIND, RW_READS, Watchdog, Worker, WorkloadConfig, ensure_schema
+from pgchaos.workload import PAYLOAD_KIND, Watchdog, Worker, WorkloadConfig, ensure_schema
 
 
 @dataclass(frozen=True)

@@ -37,12 +37,10 @@ import numpy as np
 import numpy.typing as npt
 
 from pgchaos import rundir
-from pgchaos.ledger import OK, RECORDS_FILE, read_records
+from pgchaos.ledger import OK, RECORDS_FILE, RW_READS, read_records
 
 MARGIN_S = 0.002
 MAX_EXAMPLES = 20
-# Readers on the write port, whose staleness must be zero.
-RW_READS = "rwr"
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -26,7 +26,7 @@ from pgchaos import reads, rundir
 from pgchaos.classify import first_line
 from pgchaos.dsn import REQUIRE_AUTH, parse_env_file, redact, validate
 from pgchaos.errors import TableMissing, UsageError
-from pgchaos.ledger import FAILED, IN_DOUBT, OK, Record, read_records
+from pgchaos.ledger import FAILED, IN_DOUBT, OK, RW_READS, Record, read_records
 from pgchaos.workload import PAYLOAD_KIND, PAYLOAD_SQL, table_ident
 
 VERIFY_FILE = "verify.json"
@@ -282,7 +282,7 @@ def verify_run(
             f"{counted}: the ledger is damaged"
         )
     read_figures = reads.analyze(seen)
-    rw_reads = read_figures.get(reads.RW_READS, {}).get("read_anomalies", {})
+    rw_reads = read_figures.get(RW_READS, {}).get("read_anomalies", {})
 
     return {
         "run_id": run_id,

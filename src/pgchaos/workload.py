@@ -22,11 +22,8 @@ import psycopg
 from psycopg import sql
 
 from pgchaos.classify import CONNECTION_LOST, READ_ONLY, TIMEOUT, classify, first_line
-from pgchaos.ledger import FAILED, IN_DOUBT, OK, Row
+from pgchaos.ledger import FAILED, IN_DOUBT, OK, RW_READS, Row
 from pgchaos.state import Identity, StateTracker
-
-# Readers through the write port: reads answered by the primary, checked for read-your-writes.
-RW_READS = "rwr"
 
 IDENTITY_SQL = """
 select host(inet_server_addr()), inet_server_port(), pg_is_in_recovery(),
