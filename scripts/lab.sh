@@ -100,6 +100,12 @@ authorize_key() {
     < "$LAB_DIR/ssh/id_ed25519.pub"
 }
 
+# The fault modules refuse hosts without this marker: lab hosts are failure targets by design.
+mark_chaos_target() {
+  $DOCKER exec "$1" sh -c 'install -d -m 0755 /etc/pgchaos &&
+    echo "pgchaos lab host: failure scenarios may run here" > /etc/pgchaos/chaos-target'
+}
+
 wait_ssh() {
   local ip deadline=$((SECONDS + 60))
   for ip in "$@"; do
@@ -133,6 +139,7 @@ up() {
   for entry in $HOSTS; do
     start_host "${entry%%:*}" "$PREFIX.${entry##*:}"
     authorize_key "$NAME_PREFIX${entry%%:*}"
+    mark_chaos_target "$NAME_PREFIX${entry%%:*}"
     ips+=("$PREFIX.${entry##*:}")
   done
   wait_ssh "${ips[@]}"

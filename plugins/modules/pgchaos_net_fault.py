@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgchaos_deadman import (
+    arm_command,
+    disarm_commands,
+    shell,
+)
+from ansible.module_utils.pgchaos_deadman import (
+    unit_name as dead_man_unit,
+)
+from ansible.module_utils.pgchaos_gate import MARKER, gate_message, opted_in
 from ansible.module_utils.pgchaos_net import (
     CHAIN,
     JUMP_FROM,
@@ -76,6 +86,16 @@ options:
     type: list
     elements: str
     default: []
+  dead_man_seconds:
+    description:
+      - With O(state=present) and a value above 0, arm a dead-man timer on this host (a
+        transient systemd timer, C(pgchaos-deadman-partition) or C(pgchaos-deadman-netem))
+        that removes this mode's fault after that many seconds unless O(state=absent) comes
+        first, which disarms it.  A control machine that dies mid-scenario, or one the
+        partition cuts off, then leaves no fault behind.
+      - 0 arms nothing.
+    type: float
+    default: 0
   ports:
     description:
       - C(partition) only; cut only traffic where either end's port is one of these
@@ -103,6 +123,9 @@ options:
     type: float
     default: 0.0
 notes:
+  - O(state=present) is refused unless the host carries the chaos marker
+    C(/etc/pgchaos/chaos-target) (the lab writes it; C(playbooks/chaos-optin.yml) elsewhere);
+    O(state=absent) always works.
   - Needs root and the C(iptables) (partition) and C(iproute2) (both modes) packages; on
     Debian 12 C(iptables) is the nft backend. All iptables calls use C(-w).
   - IPv4 only.
@@ -142,6 +165,18 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+dead_man:
+  description: The dead-man timer's unit when one was armed by this run, else null.
+  returned: always
+  type: str
+  sample: pgchaos-deadman-partition
+at:
+  description:
+    - When the rules or queueing disciplines were in place (or removed), in seconds since the
+      epoch on this host's clock.  Give it to M(pgchaos_event) as O(pgchaos_event#module:time).
+  returned: always
+  type: float
+  sample: 1764650000.123456
 mode:
   description: The mode acted on.
   returned: always
@@ -220,6 +255,26 @@ class NetFault:
             )
         return rc, out, err
 
+    # --- dead-man timers ---------------------------------------------------------------
+
+    def disarm(self, fault: str) -> None:
+        systemctl = self.module.get_bin_path("systemctl")
+        if systemctl is None or self.module.check_mode:
+            return
+        # Stopping a timer that is not there fails harmlessly: nothing to check.
+        for cmd in disarm_commands(systemctl, fault):
+            self.module.run_command(cmd)
+
+    def arm(self, fault: str, undo: list[list[str]]) -> str | None:
+        """Re-arm the fault's timer (each present run restarts the count); None when off."""
+        seconds = self.params["dead_man_seconds"]
+        if not seconds or self.module.check_mode:
+            return None
+        systemd_run = self.need("systemd-run", "systemd")
+        self.disarm(fault)
+        self.run(arm_command(systemd_run, fault, seconds, shell(*undo)), act=True)
+        return dead_man_unit(fault)
+
     # --- partition ---------------------------------------------------------------------
 
     def ipt(self, *args: str) -> list[str]:
@@ -236,6 +291,7 @@ class NetFault:
             jumps[parent] = out
 
         if self.params["state"] == "absent":
+            self.disarm("partition")
             changed = chain_exists or any(jump_count(out, p) for p, out in jumps.items())
             for parent, out in jumps.items():
                 for _ in range(jump_count(out, parent)):
@@ -243,7 +299,9 @@ class NetFault:
             if chain_exists:
                 self.run(self.ipt("-F", CHAIN), act=True)
                 self.run(self.ipt("-X", CHAIN), act=True)
-            self.module.exit_json(changed=changed, rules=[], **self.result(peers))
+            self.module.exit_json(
+                changed=changed, rules=[], at=time.time(), dead_man=None, **self.result(peers)
+            )
 
         local = local_ipv4_addresses(self.run([self.ip, "-o", "-4", "addr", "show"])[1])
         clash = peers_covering_local(peers, local)
@@ -287,11 +345,17 @@ class NetFault:
                 for _ in range(jump_count(out, parent)):
                     self.run(self.ipt("-D", parent, "-j", CHAIN), act=True)
                 self.run(self.ipt("-I", parent, "1", "-j", CHAIN), act=True)
+        at = time.time()
         if self.module.check_mode:
             rules = [" ".join(["-A", CHAIN, *rule]) for rule in desired]
         else:
             rules = chain_rule_lines(self.run(self.ipt("-S", CHAIN))[1], CHAIN)
-        self.module.exit_json(changed=changed, rules=rules, **self.result(peers))
+        undo = [self.ipt("-D", parent, "-j", CHAIN) for parent in JUMP_FROM]
+        undo += [self.ipt("-F", CHAIN), self.ipt("-X", CHAIN)]
+        dead_man = self.arm("partition", undo)
+        self.module.exit_json(
+            changed=changed, rules=rules, at=at, dead_man=dead_man, **self.result(peers)
+        )
 
     # --- netem -------------------------------------------------------------------------
 
@@ -341,11 +405,19 @@ class NetFault:
         recorded = self.read_state()
 
         if self.params["state"] == "absent":
+            self.disarm("netem")
             changed = bool(ours)
             for dev in ours:
                 self.delete_root(dev)
             self.write_state({})
-            self.module.exit_json(changed=changed, interfaces=[], netem={}, **self.result(peers))
+            self.module.exit_json(
+                changed=changed,
+                interfaces=[],
+                netem={},
+                at=time.time(),
+                dead_man=None,
+                **self.result(peers),
+            )
 
         desired = self.desired_netem(peers)
         for dev in desired:
@@ -366,8 +438,17 @@ class NetFault:
                     if rc != 0:
                         self.rollback(dev, args, rc, err)
             self.write_state(desired)
+        at = time.time()
+        undo = [[self.tc, "qdisc", "del", "dev", dev, "root"] for dev in desired]
+        undo.append(["rm", "-f", NETEM_STATE_FILE])
+        dead_man = self.arm("netem", undo)
         self.module.exit_json(
-            changed=changed, interfaces=sorted(desired), netem=desired, **self.result(peers)
+            changed=changed,
+            interfaces=sorted(desired),
+            netem=desired,
+            at=at,
+            dead_man=dead_man,
+            **self.result(peers),
         )
 
     def rollback(self, dev: str, args: list[str], rc: int, err: str) -> None:
@@ -436,9 +517,15 @@ def main() -> None:
             "delay_ms": {"type": "int", "default": 0},
             "jitter_ms": {"type": "int", "default": 0},
             "loss_percent": {"type": "float", "default": 0.0},
+            "dead_man_seconds": {"type": "float", "default": 0.0},
         },
         supports_check_mode=True,
     )
+    dead_man = module.params["dead_man_seconds"]
+    if not 0 <= dead_man <= 86400:  # also refuses NaN
+        module.fail_json(msg=f"dead_man_seconds must be between 0 and 86400, got {dead_man}")
+    if module.params["state"] == "present" and not opted_in():
+        module.fail_json(msg=gate_message(MARKER, f"add a {module.params['mode']} fault"))
     peers = validate(module)
     fault = NetFault(module)
     if module.params["mode"] == "partition":

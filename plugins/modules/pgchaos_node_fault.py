@@ -2,7 +2,10 @@
 # Copyright: pgchaos contributors
 from __future__ import annotations
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgchaos_gate import MARKER, gate_message
 
 DOCUMENTATION = r"""
 ---
@@ -59,6 +62,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+at:
+  description:
+    - When the action took effect, in seconds since the epoch - when docker was asked to
+      kill, stop or pause (the node is lost during the command), when it had carried out a
+      start or unpause - or when the module ran if nothing changed.
+      Give it to M(pgchaos_event) as O(pgchaos_event#module:time).
+  returned: always
+  type: float
+  sample: 1764650000.123456
 container:
   description: The container acted on.
   returned: always
@@ -136,6 +148,11 @@ def main() -> None:
         return out.strip()
 
     before = status()
+    if action in ("kill", "stop", "pause") and before == "running":
+        # The container's own chaos marker, as the other fault modules check it on the host.
+        rc, _, _ = module.run_command([docker, "exec", container, "test", "-f", MARKER])
+        if rc != 0:
+            module.fail_json(msg=gate_message(f"{MARKER} in {container}", f"{action} {container}"))
     changed, error = plan(action, before)
     if error:
         module.fail_json(msg=f"{action} {container}: {error}", before=before)
@@ -146,13 +163,17 @@ def main() -> None:
             cmd[2:2] = ["-t", str(module.params["stop_timeout"])]
     result = {"container": container, "action": action, "before": before, "cmd": cmd}
     if not changed or module.check_mode:
-        module.exit_json(changed=changed, after=before, **result)
+        module.exit_json(changed=changed, after=before, at=time.time(), **result)
+    begun = time.time()
     rc, out, err = module.run_command(cmd)
     if rc != 0:
         module.fail_json(
             msg=f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}", **result
         )
-    module.exit_json(changed=True, after=status(), **result)
+    # Losing the node takes effect during the command (clients see it before docker
+    # returns); it is back only once start or unpause has returned.
+    at = time.time() if action in ("start", "unpause") else begun
+    module.exit_json(changed=True, after=status(), at=at, **result)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,15 @@ import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pgchaos_deadman import (
+    arm_command,
+    disarm_commands,
+    shell,
+)
+from ansible.module_utils.pgchaos_deadman import (
+    unit_name as dead_man_unit,
+)
+from ansible.module_utils.pgchaos_gate import MARKER, gate_message, opted_in
 from ansible.module_utils.pgchaos_proc import (
     FROZEN_PROC_STATES,
     STARTED_STATES,
@@ -66,6 +75,15 @@ options:
   pid_file:
     description: File whose first line is the pid to signal; required with O(scope=pidfile).
     type: path
+  dead_man_seconds:
+    description:
+      - With C(stop), C(kill) or C(freeze) and a value above 0, arm a dead-man timer on this
+        host (a transient systemd timer, C(pgchaos-deadman-<service>)) that starts (or thaws)
+        the unit after that many seconds unless C(start) or C(thaw) comes first, which
+        disarms it.  A control machine that dies mid-scenario then leaves no fault behind.
+      - 0 arms nothing.
+    type: float
+    default: 0
   wait_timeout:
     description:
       - Seconds to wait for signalled processes to reach the expected state (gone after
@@ -75,6 +93,9 @@ options:
     default: 5.0
 notes:
   - Runs on the node that hosts the service, as root (C(become)).
+  - C(stop), C(kill) and C(freeze) are refused unless the host carries the chaos marker
+    C(/etc/pgchaos/chaos-target) (the lab writes it; C(playbooks/chaos-optin.yml) elsewhere);
+    C(start) and C(thaw) always work.
   - Supports check mode, which predicts C(changed) from the current state and signals
     nothing.
 """
@@ -109,6 +130,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+dead_man:
+  description: The dead-man timer's unit when one was armed by this run, else null.
+  returned: always
+  type: str
+  sample: pgchaos-deadman-patroni
+at:
+  description:
+    - When the action took effect, in seconds since the epoch on this host's clock - when a
+      stop began, when a start had completed, when the signal was sent - or when the module
+      ran if nothing changed.  Give it to M(pgchaos_event) as O(pgchaos_event#module:time).
+  returned: always
+  type: float
+  sample: 1764650000.123456
 unit:
   description: The unit acted on.
   returned: always
@@ -305,15 +339,51 @@ class ServiceFault:
             "signalled_pids": signalled,
             "before": before,
         }
-        if not changed or self.module.check_mode:
-            self.module.exit_json(changed=changed, after=before, **result)
+        result["dead_man"] = None
+        if self.module.check_mode:
+            self.module.exit_json(changed=changed, after=before, at=time.time(), **result)
+        if self.action in ("start", "thaw"):
+            # Whoever puts the service right disarms its timer, changed or not.
+            self.disarm()
+        if not changed:
+            self.module.exit_json(changed=changed, after=before, at=time.time(), **result)
+        # A stop takes effect when it begins (the service goes away during it); a start
+        # when the unit is up; a signal when it was delivered.
+        at = time.time()
         if self.action in ("stop", "start"):
             self.run_systemctl(self.action, self.unit)
+            if self.action == "start":
+                at = time.time()
         else:
             self.signal(signalled)
+            at = time.time()
             self.wait(signalled)
+        if self.action in ("stop", "kill", "freeze") and self.module.params["dead_man_seconds"] > 0:
+            result["dead_man"] = self.arm(signalled)
         after, _, _ = self.state()
-        self.module.exit_json(changed=True, after=after, **result)
+        self.module.exit_json(changed=True, after=after, at=at, **result)
+
+    def disarm(self) -> None:
+        # Stopping a timer that is not there fails harmlessly: nothing to check.
+        for cmd in disarm_commands(self.systemctl, self.unit):
+            self.module.run_command(cmd)
+
+    def arm(self, signalled: list[int]) -> str:
+        """A transient timer that undoes this fault if nobody else does in time."""
+        systemd_run = self.module.get_bin_path("systemd-run", required=True)
+        if self.action == "freeze":
+            undo = shell(["kill", "-CONT", *(str(pid) for pid in signalled)])
+        else:
+            undo = [self.systemctl, "start", self.unit]
+        self.disarm()
+        cmd = arm_command(systemd_run, self.unit, self.module.params["dead_man_seconds"], undo)
+        rc, out, err = self.module.run_command(cmd)
+        if rc != 0:
+            self.module.fail_json(
+                msg=f"the fault is in place but its dead-man timer could not be armed: "
+                f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}"
+            )
+        return dead_man_unit(self.unit)
 
 
 def main() -> None:
@@ -328,6 +398,7 @@ def main() -> None:
             "scope": {"type": "str", "default": "unit", "choices": ["unit", "main", "pidfile"]},
             "pid_file": {"type": "path"},
             "wait_timeout": {"type": "float", "default": 5.0},
+            "dead_man_seconds": {"type": "float", "default": 0.0},
         },
         required_if=[("scope", "pidfile", ["pid_file"])],
         supports_check_mode=True,
@@ -338,6 +409,11 @@ def main() -> None:
             msg=f"scope={params['scope']} does not apply to action={params['action']}: "
             "stop and start act on the whole unit; leave scope at its default (unit)"
         )
+    dead_man = params["dead_man_seconds"]
+    if not 0 <= dead_man <= 86400:  # also refuses NaN
+        module.fail_json(msg=f"dead_man_seconds must be between 0 and 86400, got {dead_man}")
+    if params["action"] in ("stop", "kill", "freeze") and not opted_in():
+        module.fail_json(msg=gate_message(MARKER, f"{params['action']} {params['service']}"))
     if params["pid_file"] and params["scope"] != "pidfile":
         module.fail_json(
             msg=f"pid_file is only used with scope=pidfile, not scope={params['scope']}"

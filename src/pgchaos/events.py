@@ -8,6 +8,27 @@ from pathlib import Path
 
 from pgchaos.rundir import EVENTS_FILE, parse_time
 
+FAULT = "fault"
+RECOVER = "recover"
+NOTE = "note"
+KINDS = (FAULT, RECOVER, NOTE)
+
+# Events files written before events carried a kind: the few action words the project's
+# own scenarios used.  Anything else is a note, so nothing is taken for a fault by guess.
+_LEGACY_FAULTS = frozenset(
+    {"kill", "stop", "node", "stop patroni", "partition", "switchover", "freeze", "fault"}
+)
+_LEGACY_RECOVERS = frozenset({"recover", "restore", "heal", "start", "thaw"})
+
+
+def legacy_kind(action: str) -> str:
+    word = action.strip().lower()
+    if word in _LEGACY_RECOVERS:
+        return RECOVER
+    if word in _LEGACY_FAULTS or word.startswith(("stop ", "kill ", "lose ")):
+        return FAULT
+    return NOTE
+
 
 @dataclass(frozen=True)
 class Event:
@@ -16,6 +37,8 @@ class Event:
     target: str
     scenario: str | None = None
     detail: str | None = None
+    kind: str = NOTE
+    method: str | None = None
 
     @property
     def label(self) -> str:
@@ -45,6 +68,9 @@ def read_events(run_dir: Path) -> tuple[list[Event], list[str]]:
             if not isinstance(action, str) or not isinstance(target, str):
                 raise ValueError("action and target must be strings")
             scenario, detail = obj.get("scenario"), obj.get("detail")
+            kind, method = obj.get("kind", legacy_kind(action)), obj.get("method")
+            if kind not in KINDS:
+                raise ValueError(f"kind must be one of {', '.join(KINDS)}")
             events.append(
                 Event(
                     time=parse_time(obj.get("time")),
@@ -52,6 +78,8 @@ def read_events(run_dir: Path) -> tuple[list[Event], list[str]]:
                     target=target,
                     scenario=None if scenario is None else str(scenario),
                     detail=None if detail is None else str(detail),
+                    kind=kind,
+                    method=None if method is None else str(method),
                 )
             )
         except ValueError as exc:

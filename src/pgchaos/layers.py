@@ -10,9 +10,8 @@ and the clocks of the client and the nodes are taken to agree.
 Milestones, each the first matching line at or after the fault:
 
 ``fault``
-    The first event of ``events.jsonl`` whose action injects a fault
-    (:data:`INJECT_ACTIONS`), else the first one that is not a bookkeeping
-    action (:data:`NOT_FAULTS`), else the earliest event.
+    The first event of ``events.jsonl`` of kind ``fault`` (files written before
+    events had a kind: see :func:`pgchaos.events.legacy_kind`).
 ``detection``
     Patroni noticed the leader is gone or a hand-over started: the first of
     :data:`DETECTION` on any host (including a lock acquisition, which
@@ -48,24 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from pgchaos import rundir
-from pgchaos.events import Event
+from pgchaos.events import FAULT, Event
 
 LOGS_DIR = "logs"
-
-INJECT_ACTIONS = frozenset(
-    {
-        "kill", "kill-postgres", "kill-patroni", "kill-etcd", "sigkill", "stop", "node",
-        "pause", "freeze", "sigstop", "crash", "partition", "isolate", "disconnect",
-        "netem", "delay", "loss", "reboot", "poweroff", "shutdown", "switchover",
-        "failover", "fault", "inject", "lose", "lose-node", "block", "drop",
-    }
-)  # fmt: skip
-NOT_FAULTS = frozenset(
-    {
-        "scenario-start", "scenario-end", "start", "recover", "restore", "heal",
-        "unpause", "resume", "note", "baseline", "wait", "check", "end",
-    }
-)  # fmt: skip
 
 # Patroni (ha.py run-cycle results and log messages, unchanged in wording from 3.x to 4.x).
 LOCK_ACQUIRED = (
@@ -164,13 +148,8 @@ def read_logs(run_dir: Path) -> tuple[list[LogLine], list[str]]:
 
 
 def find_fault(events: list[Event]) -> Event | None:
-    for event in events:
-        if event.action.lower() in INJECT_ACTIONS:
-            return event
-    for event in events:
-        if event.action.lower() not in NOT_FAULTS:
-            return event
-    return events[0] if events else None
+    """The first event of kind ``fault``: the failover the layers explain."""
+    return next((event for event in events if event.kind == FAULT), None)
 
 
 def _first(lines: Iterable[LogLine], patterns: Iterable[re.Pattern[str]]) -> LogLine | None:

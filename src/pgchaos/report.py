@@ -33,7 +33,7 @@ from PIL import Image
 from pgchaos import layers, rundir
 from pgchaos.dsn import redact
 from pgchaos.errors import UsageError
-from pgchaos.events import Event, read_events
+from pgchaos.events import FAULT, RECOVER, Event, legacy_kind, read_events
 from pgchaos.summary import (
     CLASSES,
     KINDS,
@@ -59,7 +59,6 @@ CLASS_COLORS = {
     "other": "tab:gray",
 }
 TIMELINE_COLORS = ("tab:red", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
-RECOVER_ACTIONS = frozenset({"recover", "restore", "heal", "unpause", "resume", "start"})
 # Pixels per inch of the PNGs: sharp enough on a laptop screen, small enough that a
 # ten-minute run's page stays a few hundred kilobytes.
 DPI = 80
@@ -108,10 +107,9 @@ def _bin_width(data: RunData) -> float:
 
 
 def _event_style(event: Event) -> tuple[str, str]:
-    action = event.action.lower()
-    if action in layers.INJECT_ACTIONS:
+    if event.kind == FAULT:
         return "tab:red", "-"
-    if action in RECOVER_ACTIONS:
+    if event.kind == RECOVER:
         return "tab:green", "-"
     return "dimgray", "--"
 
@@ -523,7 +521,15 @@ def _relative_to_fault(window: dict[str, Any], fault: Event | None) -> str:
 def _summary_events(summary: dict[str, Any]) -> list[Event]:
     """The events of summary.json, timed in seconds since the start."""
     return [
-        Event(float(e["at_s"]), e["action"], e["target"], e.get("scenario"), e.get("detail"))
+        Event(
+            float(e["at_s"]),
+            e["action"],
+            e["target"],
+            e.get("scenario"),
+            e.get("detail"),
+            kind=e.get("kind") or legacy_kind(e["action"]),
+            method=e.get("method"),
+        )
         for e in summary["events"]
     ]
 

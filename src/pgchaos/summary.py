@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pgchaos import layers, reads, rundir
+from pgchaos import faults, layers, reads, rundir
 from pgchaos.classify import ERROR_CLASSES
 from pgchaos.dsn import redact
 from pgchaos.errors import UsageError
@@ -40,6 +40,12 @@ DEFINITIONS = {
         " (recovered: false)"
     ),
     "longest_unavailability_s": "client-observed RTO: the longest unavailability window",
+    "faults": (
+        "per fault event (kind fault), per endpoint: fault to first failure, the longest"
+        " window whose first failure lies between this fault and the next, fault to the end of"
+        " the last such window (back_s), and recover event to that end (back_after_recover_s);"
+        " see pgchaos.faults"
+    ),
     "total_error_time_s": "sum of all unavailability windows",
     "failed_ops": "reads and writes that failed with an answer (the write surely did not happen)",
     "in_doubt_ops": "writes whose connection died after the commit was sent",
@@ -567,12 +573,26 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
             {
                 "time": rundir.iso(e.time),
                 "at_s": round(e.time - data.start, 3),
+                "kind": e.kind,
                 "action": e.action,
+                "method": e.method,
                 "target": e.target,
                 "scenario": e.scenario,
                 "detail": e.detail,
             }
             for e in events
+        ],
+        "faults": [
+            f.as_dict()
+            for f in faults.fault_windows(
+                events,
+                {
+                    ep: [faults.Window.from_summary(w) for w in figures["unavailability_windows"]]
+                    for ep, figures in per_endpoint.items()
+                },
+                data.start,
+                data.end - data.start,
+            )
         ],
         "split_brain": brain["split_brain"],
         "split_brain_overlaps": brain["overlaps"],

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import ansible.module_utils
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "plugins" / "modules"
@@ -20,3 +21,16 @@ if str(MODULES) not in sys.path:
     sys.path.insert(0, str(MODULES))
 if str(MODULE_UTILS) not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(MODULE_UTILS))
+
+
+@pytest.fixture(autouse=True)
+def chaos_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test host has opted in (the lab's marker) unless a test removes the file."""
+    import pgchaos_net_fault
+    import pgchaos_service_fault
+
+    marker = tmp_path / "chaos-target"
+    marker.write_text("test host\n")
+    for module in (pgchaos_service_fault, pgchaos_net_fault):
+        monkeypatch.setattr(module, "opted_in", marker.is_file)
+    return marker

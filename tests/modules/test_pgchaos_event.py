@@ -32,7 +32,7 @@ def test_lines_are_read_back_by_the_report_tool(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert json.loads(lines[0]) == first["event"]
     assert lines[0] == first["line"]
-    assert json.loads(lines[1]).keys() == {"time", "action", "target"}
+    assert json.loads(lines[1]).keys() == {"time", "kind", "action", "target"}
     events, warnings = read_events(run_dir)
     assert warnings == []
     assert [(e.action, e.target, e.scenario, e.detail) for e in events] == [
@@ -66,3 +66,32 @@ def test_empty_fields_are_refused(tmp_path: Path, field: str) -> None:
     with module_env(), pytest.raises(ModuleFail) as info:
         run_main(mod.main, args)
     assert info.value.result["msg"] == f"{field} must not be empty"
+
+
+def test_kind_method_and_the_moment_it_took_effect(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    path = run_dir / EVENTS_FILE
+    run(
+        path=str(path),
+        kind="fault",
+        action="node",
+        target="pg1",
+        method="docker",
+        time="1764650000.25",
+    )
+    run(path=str(path), kind="recover", action="start", target="pg1", time="2025-12-02T04:33:20.5")
+    events, warnings = read_events(run_dir)
+    assert warnings == []
+    assert [(e.kind, e.method, e.time) for e in events] == [
+        ("fault", "docker", 1764650000.25),
+        ("recover", None, 1764650000.5),
+    ]
+
+
+@pytest.mark.parametrize("when", ["soon", "nan", "1764650000250"])
+def test_a_time_that_is_not_one_is_refused(tmp_path: Path, when: str) -> None:
+    args = {"path": str(tmp_path / "e.jsonl"), "action": "kill", "target": "pg1", "time": when}
+    with module_env(), pytest.raises(ModuleFail) as info:
+        run_main(mod.main, args)
+    assert "is not ISO-8601 or epoch seconds" in info.value.result["msg"]
+    assert not (tmp_path / "e.jsonl").exists()

@@ -28,6 +28,8 @@ class FakeNet:
         self.filters: dict[str, list[str]] = {}
         self.kinds = {"prio", "netem", "htb"}
         self.acted: list[str] = []
+        # Dead-man timers armed with systemd-run: unit -> its command line.
+        self.timers: dict[str, list[str]] = {}
 
     def __call__(self, argv: list[str]) -> tuple[int, str, str]:
         tool, args = Path(argv[0]).name, argv[1:]
@@ -37,6 +39,14 @@ class FakeNet:
             return self.ip(args)
         if tool == "tc":
             return self.tc(args)
+        if tool == "systemctl":
+            if args[0] == "stop":
+                for unit in args[1:]:
+                    self.timers.pop(unit.removesuffix(".timer").removesuffix(".service"), None)
+            return 0, "", ""
+        if tool == "systemd-run":
+            self.timers[args[0].removeprefix("--unit=")] = args
+            return 0, "", ""
         raise AssertionError(f"unexpected command {argv}")
 
     @staticmethod
@@ -329,3 +339,59 @@ def test_missing_tools_name_the_package(net: FakeNet, mode: str, tool: str, pack
         net, bins={tool: None}, mode=mode, peers=[PEER], delay_ms=5 if mode == "netem" else 0
     )
     assert msg == f"{tool} not found: install the {package} package"
+
+
+def test_a_partition_with_a_dead_man_lifts_itself(net: FakeNet) -> None:
+    result = run(net, mode="partition", peers=[PEER], dead_man_seconds=120)
+    assert result["dead_man"] == "pgchaos-deadman-partition"
+    timer = net.timers["pgchaos-deadman-partition"]
+    assert "--on-active=120s" in timer
+    assert timer[-3:-1] == ["/bin/sh", "-c"]
+    undo = timer[-1].split("; ")
+    assert undo == [
+        "/usr/sbin/iptables -w -D INPUT -j PGCHAOS",
+        "/usr/sbin/iptables -w -D OUTPUT -j PGCHAOS",
+        "/usr/sbin/iptables -w -F PGCHAOS",
+        "/usr/sbin/iptables -w -X PGCHAOS",
+    ]
+    # What the timer runs puts the host back as absent would.
+    before_cut = FakeNet().iptables_s()
+    for command in undo:
+        net(command.split())
+    assert net.iptables_s() == before_cut
+
+
+def test_lifting_the_partition_disarms_its_timer(net: FakeNet) -> None:
+    run(net, mode="partition", peers=[PEER], dead_man_seconds=60)
+    run(net, mode="partition", state="absent")
+    assert net.timers == {}
+
+
+def test_netem_with_a_dead_man_removes_its_qdiscs(net: FakeNet) -> None:
+    result = run(net, mode="netem", peers=[PEER], delay_ms=100, dead_man_seconds=30)
+    assert result["dead_man"] == "pgchaos-deadman-netem"
+    undo = net.timers["pgchaos-deadman-netem"][-1]
+    for dev in result["interfaces"]:
+        assert f"/usr/sbin/tc qdisc del dev {dev} root" in undo
+    assert undo.endswith(f"rm -f {mod.NETEM_STATE_FILE}")
+    run(net, mode="netem", state="absent")
+    assert net.timers == {}
+
+
+def test_no_dead_man_unless_asked(net: FakeNet) -> None:
+    assert run(net, mode="partition", peers=[PEER])["dead_man"] is None
+    assert net.timers == {}
+
+
+def test_a_host_that_did_not_opt_in_is_not_cut(net: FakeNet, chaos_target: Path) -> None:
+    chaos_target.unlink()
+    msg = fail(net, mode="partition", peers=[PEER])
+    assert msg.startswith("refusing to add a partition fault: /etc/pgchaos/chaos-target is missing")
+    assert "PGCHAOS" not in net.chains
+
+
+def test_lifting_needs_no_opt_in(net: FakeNet, chaos_target: Path) -> None:
+    run(net, mode="partition", peers=[PEER])
+    chaos_target.unlink()
+    assert run(net, mode="partition", state="absent")["changed"] is True
+    assert "PGCHAOS" not in net.chains

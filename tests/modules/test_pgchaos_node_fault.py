@@ -21,8 +21,12 @@ class FakeDocker:
     def __init__(self, status: str = "running") -> None:
         self.status = {"flt-node2": status}
         self.acted: list[list[str]] = []
+        self.marked = True  # the lab's chaos marker inside the container
 
     def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+        if argv[1] == "exec":
+            assert argv[3:] == ["test", "-f", "/etc/pgchaos/chaos-target"]
+            return (0 if self.marked else 1), "", ""
         verb, name = argv[1], argv[-1]
         if name not in self.status:
             return 1, "", f"Error: No such object: {name}\n"
@@ -111,3 +115,18 @@ def test_missing_docker_is_named() -> None:
     with module_env(FakeDocker(), bins={"docker": None}), pytest.raises(ModuleFail) as info:
         run_main(mod.main, {"container": "flt-node2", "action": "kill"})
     assert "docker" in info.value.result["msg"]
+
+
+@pytest.mark.parametrize("action", ["kill", "stop", "pause"])
+def test_a_container_without_the_marker_is_not_lost(action: str) -> None:
+    docker = FakeDocker()
+    docker.marked = False
+    msg = fail(docker, action=action)
+    assert msg.startswith(f"refusing to {action} flt-node2: /etc/pgchaos/chaos-target in flt-node2")
+    assert docker.acted == []
+
+
+def test_starting_needs_no_marker() -> None:
+    docker = FakeDocker("exited")
+    docker.marked = False
+    assert run(docker, action="start")["changed"] is True

@@ -82,7 +82,17 @@ def run(
     params = {"service": "dummy", **args}
     with module_env(host.systemctl) as commands:
         result = run_main(mod.main, params, check_mode=check_mode)
-    return result, [c[1:] for c in commands.calls if c[1] != "show"]
+    return result, [c[1:] for c in commands.calls if c[1] != "show" and not _dead_man(c)]
+
+
+def _dead_man(argv: list[str]) -> bool:
+    return any("pgchaos-deadman-" in a for a in argv)
+
+
+def dead_man_calls(host: FakeHost, **args: Any) -> tuple[dict[str, Any], list[list[str]]]:
+    with module_env(host.systemctl) as commands:
+        result = run_main(mod.main, {"service": "dummy", **args})
+    return result, [[c[0].rsplit("/", 1)[-1], *c[1:]] for c in commands.calls if _dead_man(c)]
 
 
 def fail(host: FakeHost, **args: Any) -> str:
@@ -241,3 +251,69 @@ def test_no_systemctl(host: FakeHost) -> None:
 @pytest.mark.parametrize(("service", "unit"), [("etcd", "etcd.service"), ("x.socket", "x.socket")])
 def test_unit_name(service: str, unit: str) -> None:
     assert mod.unit_name(service) == unit
+
+
+def test_a_stop_with_a_dead_man_arms_a_timer_that_starts_the_unit(host: FakeHost) -> None:
+    result, calls = dead_man_calls(host, action="stop", dead_man_seconds=90)
+    assert result["dead_man"] == "pgchaos-deadman-dummy"
+    # Any earlier timer of the same fault is cleared first, then the new one armed.
+    assert [c[:2] for c in calls] == [
+        ["systemctl", "stop"],
+        ["systemctl", "reset-failed"],
+        ["systemd-run", "--unit=pgchaos-deadman-dummy"],
+    ]
+    arm = calls[-1]
+    assert "--on-active=90s" in arm
+    assert arm[-3:] == ["/usr/sbin/systemctl", "start", "dummy.service"]
+
+
+def test_a_freeze_dead_man_thaws_exactly_the_frozen_pids(host: FakeHost) -> None:
+    _, calls = dead_man_calls(host, action="freeze", dead_man_seconds=5)
+    assert calls[-1][-3:] == ["/bin/sh", "-c", "kill -CONT 100 101"]
+
+
+def test_start_disarms_even_when_the_unit_already_runs(host: FakeHost) -> None:
+    result, calls = dead_man_calls(host, action="start")
+    assert result["changed"] is False
+    units = ["pgchaos-deadman-dummy.timer", "pgchaos-deadman-dummy.service"]
+    assert calls == [["systemctl", "stop", *units], ["systemctl", "reset-failed", *units]]
+
+
+def test_no_dead_man_unless_asked(host: FakeHost) -> None:
+    result, calls = dead_man_calls(host, action="kill")
+    assert result["dead_man"] is None
+    assert calls == []
+
+
+def test_check_mode_arms_nothing(host: FakeHost) -> None:
+    with module_env(host.systemctl) as commands:
+        result = run_main(
+            mod.main, {"service": "dummy", "action": "stop", "dead_man_seconds": 9}, check_mode=True
+        )
+    assert result["dead_man"] is None
+    assert not any(_dead_man(c) for c in commands.calls)
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), 86401])
+def test_a_dead_man_out_of_range_is_refused(host: FakeHost, seconds: float) -> None:
+    assert "dead_man_seconds must be between 0 and 86400" in fail(
+        host, action="stop", dead_man_seconds=seconds
+    )
+
+
+@pytest.mark.parametrize("action", ["stop", "kill", "freeze"])
+def test_a_host_that_did_not_opt_in_is_refused(
+    host: FakeHost, chaos_target: Path, action: str
+) -> None:
+    chaos_target.unlink()
+    msg = fail(host, action=action)
+    assert msg.startswith(f"refusing to {action} dummy: /etc/pgchaos/chaos-target is missing")
+    assert host.active == "active"
+    assert not host.frozen
+
+
+@pytest.mark.parametrize("action", ["start", "thaw"])
+def test_putting_right_needs_no_opt_in(host: FakeHost, chaos_target: Path, action: str) -> None:
+    chaos_target.unlink()
+    result, _ = run(host, action=action)  # fail_json would raise ModuleFail
+    assert result["action"] == action

@@ -121,15 +121,17 @@ def test_journal_lines_are_parsed_with_their_offsets() -> None:
     assert lines[1].message == "haproxy: Server primary/pg2 is UP"
 
 
-def test_the_fault_is_the_first_injecting_event() -> None:
+def test_the_fault_is_the_first_event_of_kind_fault() -> None:
     events = [
-        Event(1.0, "scenario-start", "cluster"),
-        Event(2.0, "recover", "pg1"),
-        Event(3.0, "kill-postgres", "pg1"),
+        Event(1.0, "scenario-start", "cluster", kind="note"),
+        Event(2.0, "recover", "pg1", kind="recover"),
+        Event(3.0, "kill-postgres", "pg1", kind="fault"),
+        Event(4.0, "node", "pg2", kind="fault"),
     ]
     assert find_fault(events) == events[2]
-    assert find_fault([events[0], Event(4.0, "weird", "x")]) == Event(4.0, "weird", "x")
-    assert find_fault(events[:1]) == events[0]
+    # No action word is taken for a fault by guess any more.
+    assert find_fault([events[0], Event(4.0, "weird", "x")]) is None
+    assert find_fault(events[:2]) is None
     assert find_fault([]) is None
 
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every failure scenario on the deployed cluster, each in its own ansible-playbook process
+# (no facts leak from one to the next), carrying on past a failure; then one combined
+# report.  Exits 1 if any scenario failed.  `make chaos` runs this.
+#
+#   scripts/chaos-suite.sh [RUNS_DIR] [-- ansible-playbook options, e.g. -i inventory/mine]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+runs=${1:-runs/suite-$(date -u +%Y%m%dT%H%M%SZ)}
+shift $(( $# > 0 ? 1 : 0 ))
+[ "${1:-}" != "--" ] || shift
+mkdir -p "$runs"
+runs=$(cd "$runs" && pwd)
+
+failed=()
+# scripts/scenarios.txt: name, playbook, -e variables; # starts a comment.
+while read -r name playbook vars; do
+  case "$name" in ''|'#'*) continue ;; esac
+  echo "=== $(date -u +%H:%M:%S) $name: $playbook $vars"
+  extra=(-e "chaos_runs_dir=$runs")
+  for v in $vars; do extra+=(-e "$v"); done
+  # stdin from /dev/null: ansible-playbook must not eat the rest of the list.
+  if ! ansible-playbook "playbooks/$playbook" "${extra[@]}" "$@" </dev/null; then
+    failed+=("$name")
+    # A scenario that failed half-way may have left a fault behind: undo it before the next.
+    ansible-playbook playbooks/chaos-reset.yml "$@" </dev/null || echo "chaos-reset failed after $name"
+  fi
+done < scripts/scenarios.txt
+
+pgchaos combine "$runs/combined" --runs-dir "$runs"
+mkdir -p runs && ln -sfn "$runs" runs/latest-suite
+echo "combined report: $runs/combined/index.html"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'failed: %s\n' "${failed[@]}"
+  exit 1
+fi

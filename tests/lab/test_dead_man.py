@@ -1,0 +1,119 @@
+"""A partition heals by itself when the control machine vanishes mid-scenario.
+
+On the deployed lab: chaos-partition-leader.yml runs with a short dead-man timer; as soon as
+the leader is cut off, ansible-playbook is killed with SIGKILL (nothing of it runs again, no
+`always:`).  The timer the fault module armed on the leader must lift the partition, and the
+cluster must become whole again, with nobody's help.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINER_PREFIX = "pgchaos-"
+MEMBERS = {"pg1": "10.77.0.21", "pg2": "10.77.0.22", "pg3": "10.77.0.23"}
+DEAD_MAN_S = 20
+
+
+def patroni_cluster() -> dict[str, object] | None:
+    for address in MEMBERS.values():
+        try:
+            with urllib.request.urlopen(f"http://{address}:8008/cluster", timeout=2) as answer:
+                cluster: dict[str, object] = json.load(answer)
+                return cluster
+        except OSError:
+            continue
+    return None
+
+
+def healthy() -> bool:
+    cluster = patroni_cluster() or {}
+    members = cluster.get("members", [])
+    assert isinstance(members, list)
+    roles = [m.get("role") for m in members]
+    streaming = [m for m in members if m.get("state") == "streaming"]
+    return roles.count("leader") == 1 and len(streaming) == len(MEMBERS) - 1
+
+
+def partitioned(host: str) -> bool:
+    rules = subprocess.run(
+        ["docker", "exec", CONTAINER_PREFIX + host, "iptables", "-w", "-S"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return "PGCHAOS" in rules
+
+
+def wait_for(condition: object, timeout: float, what: str) -> float:
+    assert callable(condition)
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.5)
+    pytest.fail(f"{what}: not within {timeout} s")
+
+
+@pytest.fixture
+def reset_afterwards() -> object:
+    yield
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "playbooks/chaos-reset.yml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.usefixtures("reset_afterwards")
+def test_the_partition_lifts_itself_when_ansible_is_killed(tmp_path: Path) -> None:
+    wait_for(healthy, 120, "a healthy cluster before the test")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    log = (tmp_path / "ansible.log").open("w")
+    scenario = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "playbooks/chaos-partition-leader.yml",
+            "-e", f"chaos_fault_max_seconds={DEAD_MAN_S}",
+            "-e", "chaos_load=false",
+            "-e", f"chaos_runs_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        cut: list[str] = []
+
+        def leader_cut() -> bool:
+            cut[:] = [host for host in MEMBERS if partitioned(host)]
+            return bool(cut) or scenario.poll() is not None
+
+        wait_for(leader_cut, 180, "the leader partitioned")
+        assert cut, (tmp_path / "ansible.log").read_text()[-3000:]
+    finally:
+        # The control machine vanishes: every process of the playbook, at once.
+        os.killpg(scenario.pid, signal.SIGKILL)
+        scenario.wait()
+    killed_at = time.monotonic()
+    lifted = wait_for(lambda: not partitioned(cut[0]), DEAD_MAN_S + 20, "the partition lifted")
+    wait_for(healthy, 180, "the cluster whole again")
+    healed = time.monotonic() - killed_at
+    print(f"{cut[0]}: partition lifted {lifted:.1f} s, cluster whole {healed:.1f} s after the kill")
+    assert lifted <= DEAD_MAN_S + 20
