@@ -22,7 +22,7 @@ Typical use::
                  --writers 4 --readers 2 --rate 50 --out runs/primary-kill
     pgchaos verify runs/primary-kill            # exit 1 if an acknowledged write was lost
     pgchaos report runs/primary-kill            # summary.json, plots/*.png, report.html
-    pgchaos logs --inventory inventory/lab.yml runs/primary-kill
+    pgchaos logs --inventory inventory/lab/hosts.yml runs/primary-kill
     pgchaos combine runs/site --runs-dir runs    # runs/site/index.html over every run
     pgchaos load --duration 1h --pid-file /tmp/load.pid --out runs/x &   # later:
     kill -INT "$(cat /tmp/load.pid)"            # ends the run cleanly, like Ctrl-C

@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("--connect-timeout", type=_seconds, default=5.0, metavar="SEC")
     logs.add_argument("--patronictl-config", metavar="PATH", help="patronictl -c PATH on hosts")
+    logs.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="accept the SSH host key of a host not yet in known_hosts and record it there"
+        " (like OpenSSH's accept-new); a key that differs from the recorded one is always"
+        " refused, and a refused host makes the exit status 1",
+    )
     return parser
 
 
@@ -226,4 +233,5 @@ def _dispatch(args: argparse.Namespace) -> int:
         pad=args.pad,
         connect_timeout=args.connect_timeout,
         patronictl_config=args.patronictl_config,
+        accept_new_host_keys=args.accept_new_host_keys,
     )

@@ -1,14 +1,27 @@
 """``pgchaos logs``: collect the run's server-side story from every inventory host over SSH.
 
+Hosts and how to reach them come from the inventory through ``ansible-inventory``
+(:mod:`pgchaos.inventory`: ports, users, keys, passwords, ProxyJump/ProxyCommand).
 Unreachable hosts are reported and skipped: logs are a best effort after the
 fact and must never cost the run its other results.
+
+Host keys (jump hosts' too) are checked against the inventory's
+``UserKnownHostsFile``, else ``~/.ssh/known_hosts``.  An unknown key is refused
+unless ``--accept-new-host-keys`` is given or the inventory's ssh args say
+``StrictHostKeyChecking=accept-new`` (or ``no``), and is then appended to the
+first known_hosts file; a key that differs from the recorded one is always
+refused.  A refused host is reported in the output and in ``logs/collect.json``
+and makes the exit status 1.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
+import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +30,7 @@ import paramiko
 
 from pgchaos import rundir
 from pgchaos.errors import UsageError
-from pgchaos.inventory import Host, load_inventory
+from pgchaos.inventory import SSH_PORT, Endpoint, Host, default_known_hosts, load_inventory
 
 UNITS = ("etcd", "patroni", "postgresql*", "haproxy", "keepalived")
 # Debian's HAProxy logs to /dev/log: its health-check lines ("Server primary/pg2 is UP")
@@ -72,7 +85,7 @@ def commands_for(
             Command("patronictl-history", _sudo(host, f"patronictl{config} history")),
         ]
     if ETCD_GROUP in host.groups:
-        endpoint = shlex.quote(f"http://{host.address}:2379")
+        endpoint = shlex.quote(f"http://{host.address}:{host.etcd_client_port}")
         cmds.append(
             Command(
                 "etcdctl-member-list",
@@ -82,25 +95,137 @@ def commands_for(
     return cmds
 
 
-def _connect(host: Host, timeout: float) -> paramiko.SSHClient:
-    client = paramiko.SSHClient()
-    # Lab hosts are recreated all the time, so their host keys cannot be known in
-    # advance and stale known_hosts entries must not block log collection.  Key
-    # authentication still keeps an impostor from getting in with our identity.
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507
-    client.connect(
-        hostname=host.address,
-        port=host.port,
-        username=host.user,
-        key_filename=os.path.expanduser(host.key_file) if host.key_file else None,
-        password=host.password,
-        timeout=timeout,
-        banner_timeout=timeout,
-        auth_timeout=timeout,
-        allow_agent=True,
-        look_for_keys=host.key_file is None,
-    )
+class HostKeyRefused(Exception):
+    """The server's host key is not the recorded one, or is unknown and not to be accepted."""
+
+    def __init__(self, endpoint: str, status: str, known_hosts: tuple[str, ...], key: Any) -> None:
+        self.endpoint = endpoint  # as known_hosts names it: host, or [host]:port
+        self.status = status  # "unknown" or "mismatch"
+        self.known_hosts = known_hosts
+        self.fingerprint = f"{key.get_name()} {key.fingerprint}"
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        files = ", ".join(self.known_hosts)
+        if self.status == "mismatch":
+            forget = shlex.join(["ssh-keygen", "-f", self.known_hosts[0], "-R", self.endpoint])
+            return (
+                f"the host key of {self.endpoint} ({self.fingerprint}) does NOT match the one"
+                f" recorded in {files}: another machine may be answering at that address; if the"
+                f" host was rebuilt, remove the old key: {forget}"
+            )
+        return (
+            f"{self.endpoint} ({self.fingerprint}) is not in {files}"
+            " (pass --accept-new-host-keys to record it)"
+        )
+
+
+class _KnownHosts(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """OpenSSH's StrictHostKeyChecking yes, or accept-new: a changed key is never accepted.
+
+    paramiko itself refuses a key that differs from the recorded one (BadHostKeyException)
+    before authenticating, so an impostor gets neither a password nor a command.
+    """
+
+    def __init__(self, files: tuple[str, ...], accept_new: bool) -> None:
+        self.files = files or default_known_hosts()
+        self.accept_new = accept_new
+        self.recorded: list[str] = []
+
+    def client(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        for path in self.files:
+            if not os.path.isfile(path):
+                continue
+            try:
+                client.load_host_keys(path)
+            # paramiko stops at the first line it cannot decode, with whatever the key's
+            # library raised: skipping the file could turn a changed key into an unknown one.
+            except Exception as exc:
+                raise UsageError(f"known_hosts {path}: cannot read it: {exc}") from None
+        client.set_missing_host_key_policy(self)
+        return client
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: Any) -> None:
+        if not self.accept_new:
+            raise HostKeyRefused(hostname, "unknown", self.files, key)
+        _append_host_key(Path(self.files[0]), hostname, key)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.recorded.append(hostname)
+
+
+def _append_host_key(path: Path, hostname: str, key: Any) -> None:
+    # Appended, as OpenSSH does: rewriting the file (paramiko's save_host_keys) would drop
+    # the comments and the lines paramiko cannot parse.
+    line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode())
+
+
+def _known_hosts_name(address: str, port: int) -> str:
+    return address if port == SSH_PORT else f"[{address}]:{port}"
+
+
+def _login(
+    stack: ExitStack,
+    trust: _KnownHosts,
+    host: Host,
+    to: Endpoint,
+    timeout: float,
+    sock: Any = None,
+    password: str | None = None,
+) -> paramiko.SSHClient:
+    client = stack.enter_context(trust.client())
+    try:
+        client.connect(
+            hostname=to.host,
+            port=to.port,
+            username=to.user,
+            # Jump hosts too: ssh -J would take them from ~/.ssh/config, which we do not read.
+            key_filename=host.key_file,
+            password=password,
+            sock=sock,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            allow_agent=True,
+            look_for_keys=host.key_file is None,
+        )
+    except paramiko.BadHostKeyException as exc:
+        name = _known_hosts_name(to.host, to.port)
+        raise HostKeyRefused(name, "mismatch", trust.files, exc.key) from None
     return client
+
+
+def _proxy_sock(host: Host, timeout: float, trust: _KnownHosts, stack: ExitStack) -> Any:
+    """What the target's SSH session runs over: None for a direct TCP connection."""
+    if host.proxy_command:
+        proxy = paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c", host.proxy_command]))
+        stack.callback(proxy.close)
+        return proxy
+    sock = None
+    hops = [*host.proxy_jump, Endpoint(host.address, host.port, host.user)]
+    for jump, after in itertools.pairwise(hops):
+        transport = _login(stack, trust, host, jump, timeout, sock).get_transport()
+        sock = transport.open_channel(
+            "direct-tcpip", (after.host, after.port), ("127.0.0.1", 0), timeout=timeout
+        )
+    return sock
+
+
+def _connect(
+    host: Host, timeout: float, trust: _KnownHosts, stack: ExitStack
+) -> paramiko.SSHClient:
+    sock = _proxy_sock(host, timeout, trust, stack)
+    target = Endpoint(host.address, host.port, host.user)
+    # The password goes to the target only, never to a jump host.
+    return _login(stack, trust, host, target, timeout, sock, password=host.password)
 
 
 def _run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int, bytes, bytes]:
@@ -108,6 +233,28 @@ def _run(client: paramiko.SSHClient, command: str, timeout: float) -> tuple[int,
     out = stdout.read()
     err = stderr.read()
     return stdout.channel.recv_exit_status(), out, err
+
+
+def _run_commands(
+    client: paramiko.SSHClient,
+    commands: list[Command],
+    target: Path,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    target.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for cmd in commands:
+        entry: dict[str, Any] = {"name": cmd.name, "command": cmd.argv}
+        try:
+            status, out, err = _run(client, cmd.argv, timeout)
+            (target / f"{cmd.name}.txt").write_bytes(out)
+            if err:
+                (target / f"{cmd.name}.stderr.txt").write_bytes(err)
+            entry["exit_status"] = status
+        except (TimeoutError, paramiko.SSHException, OSError) as exc:
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+        outputs.append(entry)
+    return outputs
 
 
 def collect_host(
@@ -119,30 +266,54 @@ def collect_host(
     connect_timeout: float = 5.0,
     command_timeout: float = 60.0,
     patronictl_config: str | None = None,
+    accept_new_host_keys: bool = False,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"host": host.name, "address": f"{host.address}:{host.port}"}
-    try:
-        client = _connect(host, connect_timeout)
-    except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
-        result.update(reachable=False, error=f"{type(exc).__name__}: {exc}".strip())
-        return result
-    result["reachable"] = True
-    target.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    with client:
-        for cmd in commands_for(host, since, until, patronictl_config):
-            entry: dict[str, Any] = {"name": cmd.name, "command": cmd.argv}
-            try:
-                status, out, err = _run(client, cmd.argv, command_timeout)
-                (target / f"{cmd.name}.txt").write_bytes(out)
-                if err:
-                    (target / f"{cmd.name}.stderr.txt").write_bytes(err)
-                entry["exit_status"] = status
-            except (TimeoutError, paramiko.SSHException, OSError) as exc:
-                entry["error"] = f"{type(exc).__name__}: {exc}"
-            outputs.append(entry)
-    result["commands"] = outputs
+    """Run the commands on one host; the result says what happened, whatever happened.
+
+    ``host_key`` in the result: ``known``, ``recorded`` (new, accepted), ``unknown``
+    or ``mismatch`` (both refused); absent when the connection failed otherwise.
+    """
+    result: dict[str, Any] = {
+        "host": host.name,
+        "address": f"{host.address}:{host.port}",
+        "known_hosts": list(host.known_hosts),
+    }
+    if host.proxy_jump:
+        result["via"] = [str(jump) for jump in host.proxy_jump]
+    if host.proxy_command:
+        result["proxy_command"] = host.proxy_command
+    trust = _KnownHosts(host.known_hosts, accept_new_host_keys or host.accept_new_host_keys)
+    with ExitStack() as stack:
+        try:
+            client = _connect(host, connect_timeout, trust, stack)
+        except HostKeyRefused as exc:
+            result.update(reachable=False, host_key=exc.status, error=str(exc))
+            return result
+        except (TimeoutError, paramiko.SSHException, OSError, EOFError) as exc:
+            result.update(reachable=False, error=f"{type(exc).__name__}: {exc}".strip())
+            return result
+        result.update(reachable=True, host_key="recorded" if trust.recorded else "known")
+        if trust.recorded:
+            result["host_keys_recorded"] = trust.recorded
+        commands = commands_for(host, since, until, patronictl_config)
+        result["commands"] = _run_commands(client, commands, target, command_timeout)
     return result
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    name = result["host"]
+    if result.get("host_key") == "mismatch":
+        return f"{name}: REFUSED, host key mismatch: {result['error']}"
+    if result.get("host_key") == "unknown":
+        return f"{name}: refused, unknown host key: {result['error']}"
+    if not result["reachable"]:
+        return f"{name}: unreachable, skipped ({result['error']})"
+    failed = [c["name"] for c in result["commands"] if c.get("exit_status") != 0]
+    note = f" ({len(failed)} commands failed: {', '.join(failed)})" if failed else ""
+    if result.get("host_keys_recorded"):
+        recorded = ", ".join(result["host_keys_recorded"])
+        note += f" (new host key of {recorded} recorded in {result['known_hosts'][0]})"
+    return f"{name}: collected {len(result['commands'])} outputs{note}"
 
 
 def run_logs(
@@ -152,7 +323,10 @@ def run_logs(
     pad: float,
     connect_timeout: float,
     patronictl_config: str | None,
+    accept_new_host_keys: bool = False,
 ) -> int:
+    """Exit 0 even with unreachable hosts (a chaos run may have killed them); exit 1 when a
+    host was refused for its host key: that wants a human, and fails the chaos judge."""
     meta = rundir.open_run(run_dir)
     hosts = load_inventory(inventory)
     if not hosts:
@@ -174,22 +348,28 @@ def run_logs(
             until,
             connect_timeout=connect_timeout,
             patronictl_config=patronictl_config,
+            accept_new_host_keys=accept_new_host_keys,
         )
         results.append(result)
-        if result["reachable"]:
-            failed = [c["name"] for c in result["commands"] if c.get("exit_status") != 0]
-            note = f" ({len(failed)} commands failed: {', '.join(failed)})" if failed else ""
-            print(f"{host.name}: collected {len(result['commands'])} outputs{note}")
-        else:
-            print(f"{host.name}: unreachable, skipped ({result['error']})")
+        print(_outcome(result))
+    refused = [r["host"] for r in results if r.get("host_key") in ("unknown", "mismatch")]
     rundir.write_json(
         logs_dir / "collect.json",
         {
             "inventory": str(Path(inventory).resolve()),
             "since": rundir.iso(since),
             "until": rundir.iso(until),
+            "accept_new_host_keys": accept_new_host_keys,
+            "refused_for_host_key": refused,
             "hosts": results,
         },
     )
     print(f"-> {logs_dir} ({sum(r['reachable'] for r in results)}/{len(results)} hosts reached)")
+    if refused:
+        print(
+            f"pgchaos: error: refused for their SSH host key: {', '.join(refused)}"
+            " (see above; no logs from them)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

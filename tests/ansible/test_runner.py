@@ -25,10 +25,10 @@ def _log_task(step: str) -> str:
         "---\n"
         f"- name: Log {step}\n"
         "  ansible.builtin.lineinfile:\n"
-        "    path: \"{{ steps_log }}\"\n"
+        '    path: "{{ steps_log }}"\n'
         f"    line: {step}\n"
         "    create: true\n"
-        "    mode: \"0644\"\n"
+        '    mode: "0644"\n'
     )
 
 
