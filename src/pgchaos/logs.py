@@ -20,7 +20,9 @@ import itertools
 import os
 import shlex
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ UNITS = ("etcd", "patroni", "postgresql*", "haproxy", "keepalived")
 SYSLOG_IDENTIFIERS = ("haproxy",)
 POSTGRES_GROUP = "postgres_cluster"
 ETCD_GROUP = "etcd_cluster"
+MAX_PARALLEL_HOSTS = 8
 
 
 @dataclass(frozen=True)
@@ -154,12 +157,16 @@ class _KnownHosts(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
         self.recorded.append(hostname)
 
 
+# Hosts are collected in parallel: one writer at a time appends to a known_hosts file.
+_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
 def _append_host_key(path: Path, hostname: str, key: Any) -> None:
     # Appended, as OpenSSH does: rewriting the file (paramiko's save_host_keys) would drop
     # the comments and the lines paramiko cannot parse.
     line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with path.open("a+b") as handle:
+    with _KNOWN_HOSTS_LOCK, path.open("a+b") as handle:
         handle.seek(0, os.SEEK_END)
         if handle.tell() > 0:
             handle.seek(-1, os.SEEK_END)
@@ -339,9 +346,9 @@ def run_logs(
         logs_dir.mkdir(exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {logs_dir}: {exc.strerror or exc}") from None
-    results = []
-    for host in hosts:
-        result = collect_host(
+
+    def collect(host: Host) -> dict[str, Any]:
+        return collect_host(
             host,
             logs_dir / host.name,
             since,
@@ -350,7 +357,11 @@ def run_logs(
             patronictl_config=patronictl_config,
             accept_new_host_keys=accept_new_host_keys,
         )
-        results.append(result)
+
+    # One host at a time spent most of its time waiting on the network: 8 hosts took ~14 s.
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_HOSTS, len(hosts))) as pool:
+        results = list(pool.map(collect, hosts))
+    for result in results:
         print(_outcome(result))
     refused = [r["host"] for r in results if r.get("host_key") in ("unknown", "mismatch")]
     rundir.write_json(
