@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup lab lab-down deploy idempotence verify status demo demo-scenario lint unit molecule vagrant lab-checks chaos chaos-reset test bench-load clean
+.PHONY: help setup lab lab-down deploy idempotence verify status demo demo-scenario lint unit molecule vagrant lab-checks chaos matrix matrix-ci chaos-reset test bench-load clean
 
 # One target at a time, in the order given: the lab's steps all work on one deployed cluster.
 .NOTPARALLEL:
@@ -13,8 +13,11 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 help:
 	@echo "make demo      set up, start the lab, deploy the cluster, show its state"
 	@echo "make test      lint, unit tests, Molecule, the Vagrantfile, then on the lab: deploy, idempotence,"
-	@echo "               verify, lab checks, every failure scenario"
+	@echo "               verify, lab checks, every failure scenario, the matrix's CI slice"
 	@echo "make chaos     every failure scenario on the lab, one combined report"
+	@echo "make matrix    scenarios x configuration profiles x 3 runs on the lab, one page and one"
+	@echo "               Markdown table (MATRIX_SCENARIOS, MATRIX_PROFILES, MATRIX_REPEAT choose a slice)"
+	@echo "make matrix-ci the matrix's small fixed slice: node and switchover under async, once each"
 	@echo "make setup | lab | deploy | idempotence | verify | status | lab-down | lint | unit | molecule | vagrant"
 	@echo "     lab-checks | chaos-reset | bench-load"
 
@@ -53,6 +56,17 @@ demo-scenario:
 chaos: deploy
 	scripts/chaos-suite.sh
 
+# Scenarios x configuration profiles x repetitions (scripts/matrix.py): each profile applied
+# once (playbooks/profile.yml), then each scenario REPEAT times, each its own ansible-playbook;
+# site.yml puts the inventory's configuration back at the end.  MATRIX_SCENARIOS,
+# MATRIX_PROFILES and MATRIX_REPEAT choose a slice.  Page: runs/matrix-<time>/index.html.
+matrix: deploy
+	$(BIN)/python scripts/matrix.py
+
+matrix-ci: deploy
+	MATRIX_SCENARIOS="node switchover" MATRIX_PROFILES="async" MATRIX_REPEAT=1 \
+	$(BIN)/python scripts/matrix.py
+
 chaos-reset:
 	ansible-playbook playbooks/chaos-reset.yml
 
@@ -82,7 +96,7 @@ lab-checks: deploy
 
 # make builds each target once per run: the lab is deployed once, then checked for idempotence
 # and verified, and lab-checks and chaos use that same deploy (`make chaos` alone deploys first).
-test: lint unit molecule vagrant deploy idempotence verify lab-checks chaos
+test: lint unit molecule vagrant deploy idempotence verify lab-checks chaos matrix-ci
 
 bench-load: setup
 	$(BIN)/python scripts/bench_load.py

@@ -4,6 +4,7 @@
 # report.  Exits 1 if any scenario failed.  `make chaos` runs this.
 #
 #   scripts/chaos-suite.sh [RUNS_DIR] [-- ansible-playbook options, e.g. -i inventory/mine]
+#   CHAOS_SCENARIOS="node switchover" scripts/chaos-suite.sh     (only those, by name)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,9 @@ failed=()
 # scripts/scenarios.txt: name, playbook, -e variables; # starts a comment.
 while read -r name playbook vars; do
   case "$name" in ''|'#'*) continue ;; esac
+  if [ -n "${CHAOS_SCENARIOS:-}" ] && [[ " $CHAOS_SCENARIOS " != *" $name "* ]]; then
+    continue
+  fi
   echo "=== $(date -u +%H:%M:%S) $name: $playbook $vars"
   extra=(-e "chaos_runs_dir=$runs")
   for v in $vars; do extra+=(-e "$v"); done

@@ -141,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs-dir", type=Path, metavar="DIR", help="take every run folder directly under DIR"
     )
 
+    matrix = sub.add_parser(
+        "matrix-report",
+        help="re-aggregate a resilience matrix (DIR/<profile>/<run folders>, see scripts/matrix.py)"
+        " into DIR/results.json, DIR/index.html and DIR/matrix.md",
+    )
+    matrix.add_argument("dir", type=Path, metavar="DIR", help="the matrix folder")
+    matrix.add_argument(
+        "--commit", help="the commit to stamp the results with (default: DIR/matrix.json's)"
+    )
+
     logs = sub.add_parser("logs", help="collect server logs of the run's time window over SSH")
     logs.add_argument("run", type=Path, metavar="RUN")
     logs.add_argument("--inventory", "-i", required=True, metavar="INV")
@@ -225,6 +235,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pgchaos.combine import run_combine
 
         return run_combine(args.out, args.runs, args.runs_dir)
+    if args.command == "matrix-report":
+        from pgchaos.matrix import run_matrix_report
+
+        return run_matrix_report(args.dir, commit=args.commit)
     from pgchaos.logs import run_logs
 
     return run_logs(
