@@ -58,7 +58,7 @@ chaos: deploy
 
 # Scenarios x configuration profiles x repetitions (scripts/matrix.py): each profile applied
 # once (playbooks/profile.yml), then each scenario REPEAT times, each its own ansible-playbook;
-# site.yml puts the inventory's configuration back at the end.  MATRIX_SCENARIOS,
+# the profile `inventory` puts the inventory's configuration back at the end.  MATRIX_SCENARIOS,
 # MATRIX_PROFILES and MATRIX_REPEAT choose a slice.  Page: runs/matrix-<time>/index.html.
 matrix: deploy
 	$(BIN)/python scripts/matrix.py

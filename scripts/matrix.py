@@ -5,7 +5,8 @@ For each profile (inventory/profiles/NAME.yml) the deployed cluster is switched 
 each its own ansible-playbook process, into OUT/<profile>/.  A failed run is a result: the
 matrix goes on (after playbooks/chaos-reset.yml).  After every run the page is rebuilt
 (``pgchaos matrix-report OUT``), so an interrupted matrix still has one; at the end
-site.yml puts the inventory's own configuration back.
+playbooks/profile.yml with the profile ``inventory`` puts the inventory's own configuration
+back, the same quick way the profiles were applied.
 
   .venv/bin/python scripts/matrix.py [--scenarios "node switchover"] [--profiles async]
       [--repeat 3] [-i INVENTORY] [--out runs/matrix-<UTC time>] [--dry-run]
@@ -149,6 +150,11 @@ def profile_command(opts: Options, profile: str) -> list[str]:
     return playbook(opts, "playbooks/profile.yml", f"pgchaos_profile={profile}")
 
 
+def restore_command(opts: Options) -> list[str]:
+    """The inventory's own configuration, applied like a profile (no full site.yml run)."""
+    return profile_command(opts, "inventory")
+
+
 def scenario_command(opts: Options, step: Step) -> list[str]:
     runs_dir = opts.out / step.profile
     path = f"playbooks/{step.scenario.playbook}"
@@ -272,7 +278,7 @@ def print_plan(opts: Options, say: Say) -> None:
                 f"  cell {step.number}/{cells}: {step.scenario.name} {TIMES} {profile}, "
                 f"{runs}: {shlex.join(scenario_command(opts, step))}"
             )
-    say(f"then: {shlex.join(playbook(opts, 'site.yml'))} (the inventory's own configuration)")
+    say(f"then: {shlex.join(restore_command(opts))} (the inventory's own configuration)")
 
 
 # --- the matrix -----------------------------------------------------------------------------
@@ -404,15 +410,17 @@ class Runner:
                 for n in range(1, self.opts.repeat + 1):
                     self.run_one(step, n, done)
                     done += 1
-        log = self.opts.out / "ansible-site.log"
+        log = self.opts.out / "ansible-restore.log"
         self.say(
             f"putting the inventory's own configuration back: "
-            f"{shlex.join(playbook(self.opts, 'site.yml'))} (log {log})",
+            f"{shlex.join(restore_command(self.opts))} (log {log})",
             "bold",
         )
-        restored = run_logged(playbook(self.opts, "site.yml"), log) == 0
+        restored = run_logged(restore_command(self.opts), log) == 0
         if not restored:
-            self.say(f"site.yml FAILED: the cluster may still run a profile; see {log}", "bold red")
+            self.say(
+                f"the restore FAILED: the cluster may still run a profile; see {log}", "bold red"
+            )
         self.save_plan(finished=True)
         matrix.write_matrix(self.opts.out)
         return 0 if self.all_passed and restored else 1
@@ -423,7 +431,7 @@ class Runner:
             shlex.join(c)
             for c in (
                 playbook(self.opts, "playbooks/chaos-reset.yml"),
-                playbook(self.opts, "site.yml"),
+                restore_command(self.opts),
             )
         )
         self.say(

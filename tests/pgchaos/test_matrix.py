@@ -384,7 +384,9 @@ def test_dry_run_plan(tmp_path: Path) -> None:
     assert [p.split(":")[0] for p in profiles] == ["profile async", "profile textbook"]
     assert profiles[0].endswith("playbooks/profile.yml -e pgchaos_profile=async")
     assert lines[-2].startswith("then: ")
-    assert lines[-2].endswith("site.yml (the inventory's own configuration)")
+    assert lines[-2].endswith(
+        "playbooks/profile.yml -e pgchaos_profile=inventory (the inventory's own configuration)"
+    )
     assert lines[-1] == "dry run: nothing was run"
     assert not out.exists()
 
@@ -466,7 +468,7 @@ def test_the_matrix_runs_on_past_a_failure(
         ("playbooks/chaos-switchover.yml", "ansible-switchover-1.log"),
         ("playbooks/chaos-reset.yml", "ansible-switchover-1.log"),  # after the failure
         ("playbooks/chaos-haproxy.yml", "ansible-haproxy-vip-1.log"),  # no folder: skipped
-        ("site.yml", "ansible-site.log"),
+        ("playbooks/profile.yml", "ansible-restore.log"),  # the inventory's own settings
     ]
     printed = capsys.readouterr().out
     assert f"cell 1/3: node {X} async, run 1/1, eta unknown" in printed
