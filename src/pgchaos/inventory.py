@@ -133,7 +133,7 @@ def _listing(inventory: Path, root: Path) -> dict[str, Any]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UsageError(f"ansible-inventory failed: {exc}") from None
     if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        lines = [line for line in _without_python_warnings(proc.stderr) if line.strip()]
         reason = lines[0].strip() if lines else f"exit status {proc.returncode}"
         raise UsageError(f"ansible-inventory -i {inventory} failed: {reason}")
     try:
@@ -303,3 +303,23 @@ def proxy_command_line(command: str, host: str, port: int, user: str | None, bas
     tokens = {"h": host, "n": host, "p": str(port), "r": user or getpass.getuser(), "%": "%"}
     expanded = re.sub(r"%(.)", lambda m: tokens.get(m.group(1), m.group(0)), command)
     return f"cd {shlex.quote(str(base))} && exec {expanded}"
+
+
+_PYTHON_WARNING = re.compile(r"^\S+\.py:\d+: \w+Warning: ")
+
+
+def _without_python_warnings(stderr: str) -> list[str]:
+    """stderr's lines less the warnings Python printed (a library's deprecation, with its source
+    line below it), which come before Ansible's own message and would hide it."""
+    kept: list[str] = []
+    skip_source = False
+    for line in stderr.splitlines():
+        if _PYTHON_WARNING.match(line):
+            skip_source = True
+            continue
+        if skip_source and line.startswith("  "):
+            skip_source = False
+            continue
+        skip_source = False
+        kept.append(line)
+    return kept

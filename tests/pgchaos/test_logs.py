@@ -545,3 +545,15 @@ def test_logs_command_end_to_end(cli: CliRunner, tmp_path: Path, keys: Keys) -> 
     ]
     assert servers["pg2"].auth_attempts == []
     assert f"[127.0.0.1]:{servers['etcd1'].port}" in keys.known_hosts.read_text()
+
+
+def test_python_warnings_do_not_hide_ansibles_message() -> None:
+    stderr = (
+        "/venv/lib/python3.11/site-packages/ansible/_ssh.py:18: CryptographyDeprecationWarning:"
+        " DSA is deprecated\n"
+        "  from cryptography.hazmat.primitives.asymmetric.dsa import (\n"
+        "[WARNING]: Failed to parse inventory with 'auto' plugin\n"
+    )
+    assert inventory._without_python_warnings(stderr) == [
+        "[WARNING]: Failed to parse inventory with 'auto' plugin"
+    ]
