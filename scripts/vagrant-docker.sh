@@ -4,7 +4,8 @@
 #   up    validate the Vagrantfile, build the image, `vagrant up` all machines
 #   down  destroy them and their network
 #   test  up with the Vagrantfile's Ansible provisioner (site.yml once, after the last
-#         machine), a second site.yml (changed=0), verify, status, down
+#         machine), verify, status, down.  The roles' second run (changed=0) is checked
+#         once, on the lab (make idempotence), not again on these 7 machines.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -89,7 +90,6 @@ test_all() {
   log "vagrant up with site.yml: $((SECONDS - started)) s"
   vagrant ssh etcd1 -c 'systemctl is-system-running --wait; hostname; ip -4 -o addr show eth1'
   # A second run changes nothing (every host's PLAY RECAP changed=0 failed=0).
-  scripts/idempotence.sh -i "$INVENTORY" site.yml || { log "the second site.yml was not a no-op"; exit 1; }
   # The single-HAProxy set-up (no VIP) on its real endpoints; the lab has two balancers and the VIP.
   ansible-playbook -i "$INVENTORY" playbooks/verify.yml
   ansible-playbook -i "$INVENTORY" playbooks/status.yml
