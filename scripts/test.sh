@@ -51,9 +51,20 @@ report() {
     log "$name: $([ "$rc" = 0 ] && echo passed || echo FAILED) in ${secs} s"
     [ "$rc" = 0 ] || failed=1
   done
+  # Failed jobs last, then their failure lines: a reader who sees only the end of the output
+  # (a CI page folds the middle) still sees what failed and why.
+  local passed=() broken=()
   for name in "${names[@]}"; do
+    read -r rc _ <"$logs/$name.rc" 2>/dev/null || rc=1
+    if [ "$rc" = 0 ]; then passed+=("$name"); else broken+=("$name"); fi
+  done
+  for name in "${passed[@]}" "${broken[@]}"; do
     echo "::::::::::::::::::::::::::::::::: $name ($logs/$name.log) :::::::::::::::::::::::::::::::::"
     cat "$logs/$name.log"
+  done
+  for name in "${broken[@]}"; do
+    echo "::::::::::::::::::::::::::::::::: $name FAILED: its failure lines :::::::::::::::::::::::::::::::::"
+    grep -n -E -B3 'fatal: |FAILED!|FAILED |failed: \[|Error|ERROR|Traceback|AssertionError' "$logs/$name.log" | tail -n 60
   done
   names=(); pids=()
   return "$failed"

@@ -6,13 +6,13 @@ preflight only reads, so nothing outside the test is touched.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from playbook import ansible_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = Path(__file__).parent / "inventories"
@@ -20,22 +20,7 @@ PLAYBOOK = ROOT / "playbooks" / "preflight.yml"
 
 
 def run_preflight(inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i",
-            str(INVENTORIES / inventory),
-            str(PLAYBOOK),
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return ansible_playbook("-i", str(INVENTORIES / inventory), str(PLAYBOOK), *extra, timeout=300)
 
 
 def test_a_sound_inventory_passes() -> None:

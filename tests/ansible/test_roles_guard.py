@@ -7,12 +7,13 @@ touches under the test's temporary directory.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from playbook import ansible_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
@@ -28,21 +29,9 @@ SECRET_FILES = [
 def run(
     playbook: str, inventory: str, extra: dict[str, object]
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i", inventory,
-            str(HERE / "playbooks" / playbook),
-            "-e", json.dumps(extra),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )  # fmt: skip
+    return ansible_playbook(
+        "-i", inventory, str(HERE / "playbooks" / playbook), "-e", json.dumps(extra), timeout=300
+    )
 
 
 def secrets_run(tmp_path: Path, **extra: object) -> subprocess.CompletedProcess[str]:

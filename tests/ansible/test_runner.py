@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from playbook import ansible_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 STUBS = ("start.yml", "settle.yml", "judge.yml")
@@ -76,15 +76,7 @@ def run_scenario(project: Path, **steps: str) -> tuple[int, list[str], str]:
         ANSIBLE_LOCALHOST_WARNING="false",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
     )
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), str(playbook)],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = ansible_playbook(str(playbook), cwd=project, env=env, timeout=120)
     done = log.read_text().split() if log.exists() else []
     return result.returncode, done, result.stdout
 

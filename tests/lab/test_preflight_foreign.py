@@ -8,11 +8,11 @@ services that are not this cluster's and refuse to go on, before anything is cha
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from playbook import ansible_playbook
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / os.environ.get("PGCHAOS_LAB_INVENTORY", "inventory/lab/hosts.yml")
@@ -23,21 +23,9 @@ INVENTORY = ROOT / os.environ.get("PGCHAOS_LAB_INVENTORY", "inventory/lab/hosts.
     [("etcd_cluster_name", "etcd"), ("patroni_cluster_name", "patroni")],
 )
 def test_a_running_service_of_another_cluster_is_refused(variable: str, service: str) -> None:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    result = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "-i", str(INVENTORY),
-            "playbooks/preflight.yml",
-            "-e", f"{variable}=somebody-else",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )  # fmt: skip
+    result = ansible_playbook(
+        "-i", str(INVENTORY), "playbooks/preflight.yml", "-e", f"{variable}=somebody-else"
+    )
     out = " ".join(result.stdout.split())
     assert result.returncode != 0, out[-3000:]
     assert f"already runs {service}, but not as part of this cluster" in out, out[-3000:]

@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from playbook import ansible_playbook as run_playbook
+
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / os.environ.get("PGCHAOS_LAB_INVENTORY", "inventory/lab/hosts.yml")
 PLAYBOOK = ROOT / "tests" / "lab" / "playbooks" / "etcd-patroni.yml"
@@ -100,16 +102,7 @@ def postmaster_pid(host: str) -> str:
 
 
 def ansible_playbook(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(INVENTORY), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run_playbook("-i", str(INVENTORY), *args, timeout=900)
 
 
 class Poller(threading.Thread):
