@@ -65,7 +65,8 @@ chaos: deploy
 # Scenarios x configuration profiles x repetitions (scripts/matrix.py): each profile applied
 # once (playbooks/profile.yml), then each scenario REPEAT times, each its own ansible-playbook;
 # the profile `inventory` puts the inventory's configuration back at the end.  MATRIX_SCENARIOS,
-# MATRIX_PROFILES and MATRIX_REPEAT choose a slice.  Page: runs/matrix-<time>/index.html.
+# MATRIX_PROFILES and MATRIX_REPEAT choose a slice; MATRIX_RESUME=runs/matrix-<time> carries
+# on a matrix that was cut short.  Page: runs/matrix-<time>/index.html.
 matrix: deploy
 	$(BIN)/python scripts/matrix.py
 

@@ -10,9 +10,12 @@ back, the same quick way the profiles were applied.
 
   .venv/bin/python scripts/matrix.py [--scenarios "node switchover"] [--profiles async]
       [--repeat 3] [-i INVENTORY] [--out runs/matrix-<UTC time>] [--dry-run]
+  .venv/bin/python scripts/matrix.py --resume runs/matrix-<UTC time>
 
-MATRIX_SCENARIOS, MATRIX_PROFILES and MATRIX_REPEAT stand in for the options (`make
-matrix`).  Exit status: 0 when every run passed, 1 otherwise, 2 for bad options.
+--resume carries on an interrupted matrix (Ctrl-C, a session or a machine that ended) in its
+own folder, with its own plan: the runs that ended are kept, the rest are run, and the wall
+time adds up.  MATRIX_SCENARIOS, MATRIX_PROFILES, MATRIX_REPEAT and MATRIX_RESUME stand in for
+the options (`make matrix`).  Exit status: 0 when every run passed, 1 otherwise, 2 for bad options.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Options:
     inventory: str | None
     out: Path
     dry_run: bool
+    resume: bool = False
 
     @property
     def steps(self) -> list[Step]:
@@ -100,12 +104,55 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, help="matrix folder (default runs/matrix-<UTC time>)")
     parser.add_argument(
+        "--resume",
+        type=Path,
+        default=os.environ.get("MATRIX_RESUME") or None,
+        metavar="OUT",
+        help="carry on the matrix in OUT with its own plan: only the runs that have no result "
+        "yet are run (env MATRIX_RESUME)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="print the plan (cells, order) and run nothing"
     )
     return parser.parse_args(argv)
 
 
+def resumed_options(args: argparse.Namespace) -> Options:
+    """The options an earlier matrix was started with, read from its matrix.json."""
+    out = Path(args.resume).resolve()
+    try:
+        plan = json.loads((out / matrix.PLAN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--resume {out}: no readable {matrix.PLAN_FILE} ({exc})") from None
+    given = {
+        "--scenarios": args.scenarios and matrix.split_names(args.scenarios),
+        "--profiles": args.profiles and matrix.split_names(args.profiles),
+        "--out": args.out,
+        "-i": args.inventory,
+    }
+    if args.repeat != str(DEFAULT_REPEAT) and str(args.repeat) != str(plan.get("repeat")):
+        given["--repeat"] = args.repeat
+    clashes = [name for name, value in given.items() if value]
+    if clashes:
+        raise UsageError(
+            f"--resume takes the matrix's own plan from {out / matrix.PLAN_FILE}: "
+            f"drop {', '.join(clashes)} (or the MATRIX_* variables)"
+        )
+    by_name = {s.name: s for s in matrix.read_scenarios(SCENARIOS_FILE)}
+    scenarios = matrix.choose(list(plan.get("scenarios") or []), list(by_name), "scenario")
+    profiles = matrix.choose(
+        list(plan.get("profiles") or []), matrix.known_profiles(PROFILES_DIR), "profile"
+    )
+    repeat = int(plan.get("repeat") or DEFAULT_REPEAT)
+    inventory = plan.get("inventory")
+    return Options(
+        [by_name[n] for n in scenarios], profiles, repeat, inventory, out, args.dry_run, True
+    )
+
+
 def options(args: argparse.Namespace) -> Options:
+    if args.resume:
+        return resumed_options(args)
     scenarios = matrix.read_scenarios(SCENARIOS_FILE)
     by_name = {s.name: s for s in scenarios}
     chosen = matrix.choose(matrix.split_names(args.scenarios), list(by_name), "scenario")
@@ -305,9 +352,35 @@ class Runner:
             "inventory": opts.inventory,
             "command": sys.argv,
         }
+        # Wall time of the sessions before this one (a resumed matrix adds them up).
+        self.earlier_wall_s = 0.0
+        if opts.resume:
+            self.resume_plan()
+
+    def resume_plan(self) -> None:
+        earlier = json.loads((self.opts.out / matrix.PLAN_FILE).read_text(encoding="utf-8"))
+        self.earlier_wall_s = float(earlier.get("wall_time_s") or 0.0)
+        sessions = list(earlier.get("resumed") or [])
+        sessions.append(
+            {
+                "at": self.plan["started_at"],
+                "commit": self.plan["commit"],
+                "dirty": self.plan["dirty"],
+                "wall_time_before_s": self.earlier_wall_s,
+            }
+        )
+        self.plan = {**earlier, "finished_at": None, "resumed": sessions}
+        # A matrix measured on two commits says so: the first one stays its "commit".
+        if self.plan["commit"] != sessions[-1]["commit"] or sessions[-1]["dirty"]:
+            dirty = " (with uncommitted changes)" if sessions[-1]["dirty"] else ""
+            self.say(
+                f"note: started on commit {earlier.get('commit')}, resumed on "
+                f"{sessions[-1]['commit']}{dirty}",
+                "yellow",
+            )
 
     def save_plan(self, *, finished: bool = False) -> None:
-        self.plan["wall_time_s"] = round(time.time() - self.started, 1)
+        self.plan["wall_time_s"] = round(self.earlier_wall_s + time.time() - self.started, 1)
         if finished:
             self.plan["finished_at"] = rundir.iso(time.time())
         rundir.write_json(self.opts.out / matrix.PLAN_FILE, self.plan)
@@ -342,17 +415,35 @@ class Runner:
                 log = f"; log {profile_dir / attempt.log}" if attempt.log else ""
                 self.say(f"  FAILED{gap} ({took}): {figures.reason}{log}", "bold red")
 
-    def switch(self, profile: str) -> bool:
+    def todo(self) -> dict[str, list[tuple[Step, int]]]:
+        """Per profile, the (cell, repetition) runs without a result yet (all of them unless
+        resuming)."""
+        plan: dict[str, list[tuple[Step, int]]] = {}
+        for profile in self.opts.profiles:
+            finished = matrix.finished_attempts(self.opts.out / profile)
+            plan[profile] = [
+                (step, n)
+                for step in self.opts.steps
+                if step.profile == profile
+                for n in range(1, self.opts.repeat + 1)
+                if (step.scenario.name, n) not in finished
+            ]
+        return plan
+
+    def earlier_runs_passed(self) -> bool:
+        figures = matrix.collect(self.opts.out)
+        return all(f.passed or f.skipped for f in figures)
+
+    def switch(self, profile: str, runs: list[tuple[Step, int]]) -> bool:
         log = self.opts.out / profile / "ansible-profile.log"
         self.say(f"profile {profile}: switching the cluster (log {log})", "bold")
         if run_logged(profile_command(self.opts, profile), log) == 0:
             return True
         self.say(f"profile {profile} could not be applied: its cells count as failed", "bold red")
         run_logged(reset_command(self.opts, profile), log)
-        for step in (s for s in self.opts.steps if s.profile == profile):
-            for n in range(1, self.opts.repeat + 1):
-                note = "the profile could not be applied (see ansible-profile.log)"
-                self.record(step, matrix.Attempt(step.scenario.name, n, None, note=note))
+        for step, n in runs:
+            note = "the profile could not be applied (see ansible-profile.log)"
+            self.record(step, matrix.Attempt(step.scenario.name, n, None, note=note))
         return False
 
     def run_one(self, step: Step, n: int, done: int) -> None:
@@ -398,18 +489,26 @@ class Runner:
     def run(self) -> int:
         self.opts.out.mkdir(parents=True, exist_ok=True)
         self.save_plan()
-        done = 0
+        todo = self.todo()
+        left = sum(len(runs) for runs in todo.values())
+        done = len(self.opts.steps) * self.opts.repeat - left
+        if self.opts.resume:
+            self.say(f"resuming: {count(done, 'run')} with a result, {left} to go", "bold")
         for profile in self.opts.profiles:
+            if not todo[profile]:
+                continue
             (self.opts.out / profile).mkdir(exist_ok=True)
-            if not self.switch(profile):
+            if not self.switch(profile, todo[profile]):
                 self.all_passed = False
-                done += len(self.opts.scenarios) * self.opts.repeat
+                done += len(todo[profile])
                 self.aggregate()
                 continue
-            for step in (s for s in self.opts.steps if s.profile == profile):
-                for n in range(1, self.opts.repeat + 1):
-                    self.run_one(step, n, done)
-                    done += 1
+            for step, n in todo[profile]:
+                self.run_one(step, n, done)
+                done += 1
+        # A resumed matrix's verdict covers the runs of every session, not only this one's.
+        if self.opts.resume:
+            self.all_passed = self.all_passed and self.earlier_runs_passed()
         log = self.opts.out / "ansible-restore.log"
         self.say(
             f"putting the inventory's own configuration back: "
@@ -455,7 +554,8 @@ def main(argv: Sequence[str]) -> int:
             print_plan(opts, say)
             say("dry run: nothing was run")
             return 0
-        refuse_out(opts.out)
+        if not opts.resume:
+            refuse_out(opts.out)
     except UsageError as exc:
         print(f"scripts/matrix.py: error: {exc}", file=sys.stderr)
         return 2

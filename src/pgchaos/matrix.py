@@ -365,6 +365,28 @@ def attempt_figures(profile_dir: Path, attempt: Attempt) -> list[RunFigures]:
     return [replace(base, reason=f"{reason}; {attempt.note}" if attempt.note else reason)]
 
 
+def latest_attempts(attempts: Iterable[Attempt]) -> list[Attempt]:
+    """The last attempt of each (scenario, repetition), in the order they were last made.
+
+    A resumed matrix runs an interrupted attempt again: its later line replaces the first.
+    """
+    latest: dict[tuple[str, int], Attempt] = {}
+    for attempt in attempts:
+        latest.pop((attempt.scenario, attempt.repetition), None)
+        latest[(attempt.scenario, attempt.repetition)] = attempt
+    return list(latest.values())
+
+
+def finished_attempts(profile_dir: Path) -> set[tuple[str, int]]:
+    """(scenario, repetition) pairs this profile folder has a result for: every attempt that
+    ended (passed, failed, skipped), not one cut short by an interruption."""
+    return {
+        (a.scenario, a.repetition)
+        for a in latest_attempts(read_attempts(profile_dir))
+        if a.note != "interrupted" and a.rc is not None
+    }
+
+
 def _is_run(path: Path) -> bool:
     return path.is_dir() and (path / rundir.RUN_FILE).is_file()
 
@@ -372,8 +394,11 @@ def _is_run(path: Path) -> bool:
 def profile_runs(profile_dir: Path) -> list[RunFigures]:
     """Every attempt of the manifest, then the run folders it does not name."""
     attempts = read_attempts(profile_dir)
+    # Folders of superseded attempts count as named: they are not results of their own.
     named = {name for attempt in attempts for name in attempt.runs}
-    figures = [f for attempt in attempts for f in attempt_figures(profile_dir, attempt)]
+    figures = [
+        f for attempt in latest_attempts(attempts) for f in attempt_figures(profile_dir, attempt)
+    ]
     for folder in sorted(profile_dir.iterdir()):
         if folder.name not in named and _is_run(folder):
             figures.append(run_figures(folder, profile=profile_dir.name))

@@ -489,6 +489,85 @@ def test_the_matrix_runs_on_past_a_failure(
     assert "| `haproxy-vip` | skipped |" in (out / "matrix.md").read_text()
 
 
+def test_a_resumed_matrix_runs_only_what_has_no_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Interrupted on its second run, then resumed: the first run is kept, the second run
+    again, the third for the first time; the wall time adds up and the plan says when."""
+    script = _matrix_script()
+    commands: list[str] = []
+    interrupt = {"switchover": True}
+
+    def fake_run_logged(command: list[str], log: Path) -> int:
+        path = command[command.index("-i") + 2]
+        commands.append(path.removeprefix("playbooks/"))
+        variables = dict(c.split("=", 1) for c in command if "=" in c)
+        runs_dir = Path(variables.get("chaos_runs_dir", tmp_path))
+        if path == "playbooks/chaos-patroni-leader.yml":
+            fake_run(runs_dir, "patroni-leader-node", len(list(runs_dir.glob("p*"))) + 1, gap=6.0)
+        if path == "playbooks/chaos-switchover.yml":
+            n = len(list(runs_dir.glob("s*"))) + 1
+            fake_run(runs_dir, "switchover", n, gap=2.0)
+            if interrupt["switchover"]:
+                raise script.Interrupted(130)
+        return 0
+
+    monkeypatch.setattr(script, "run_logged", fake_run_logged)
+    monkeypatch.setattr(script, "git", lambda *args: "abc1234" if "rev-parse" in args else "")
+    out = tmp_path / "m"
+    args = ["--scenarios", "node switchover", "--profiles", "async", "--repeat", "2",
+            "-i", "inv.yml", "--out", str(out)]  # fmt: skip
+    first = script.Runner(script.options(script.parse_args(args)), script.Say())
+    with pytest.raises(script.Interrupted):
+        first.run()
+    first.interrupted()
+    assert commands == ["profile.yml", "chaos-patroni-leader.yml", "chaos-patroni-leader.yml",
+                        "chaos-switchover.yml"]  # fmt: skip
+    wall_before = read_json(out / "matrix.json")["wall_time_s"]
+
+    refused = script.main(["--resume", str(out), "--profiles", "sync"])
+    assert refused == 2
+    assert "drop --profiles" in capsys.readouterr().err
+
+    commands.clear()
+    interrupt["switchover"] = False
+    monkeypatch.setattr(script, "git", lambda *args: "def5678" if "rev-parse" in args else "")
+    resumed = script.options(script.parse_args(["--resume", str(out)]))
+    assert (resumed.repeat, resumed.profiles, resumed.inventory) == (2, ["async"], "inv.yml")
+    assert script.Runner(resumed, script.Say()).run() == 0
+    assert commands == ["profile.yml", "chaos-switchover.yml", "chaos-switchover.yml",
+                        "profile.yml"]  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "resuming: 2 runs with a result, 2 to go" in printed
+    assert "started on commit abc1234, resumed on def5678" in printed
+    plan = read_json(out / "matrix.json")
+    assert plan["commit"] == "abc1234"
+    assert plan["finished_at"]
+    assert plan["wall_time_s"] >= wall_before
+    assert [r["commit"] for r in plan["resumed"]] == ["def5678"]
+    results = read_json(out / "results.json")
+    # The interrupted switchover run is replaced by its rerun, not counted beside it.
+    assert results["totals"]["runs"] == 4
+    assert results["totals"]["passed"] == 4
+
+
+def test_latest_attempts_replace_interrupted_ones(tmp_path: Path) -> None:
+    for attempt in [
+        matrix.Attempt("node", 1, 0, runs=("a",)),
+        matrix.Attempt("node", 2, 130, runs=("b",), note="interrupted"),
+        matrix.Attempt("switchover", 1, None, note="the profile could not be applied"),
+        matrix.Attempt("node", 2, 0, runs=("c",)),
+    ]:
+        matrix.append_attempt(tmp_path, attempt)
+    latest = matrix.latest_attempts(matrix.read_attempts(tmp_path))
+    assert [(a.scenario, a.repetition, a.runs) for a in latest] == [
+        ("node", 1, ("a",)),
+        ("switchover", 1, ()),
+        ("node", 2, ("c",)),
+    ]
+    assert matrix.finished_attempts(tmp_path) == {("node", 1), ("node", 2)}
+
+
 # --- scripts/readme_matrix.py ----------------------------------------------------------------
 
 
