@@ -85,6 +85,7 @@ start_host() {
   esac
   log "creating $cname ($ip)"
   $DOCKER run -d --name "$cname" --hostname "$name" --label "$LABEL" \
+    --label "pgchaos.checkout=$(checkout_id)" \
     --network "$NETWORK" --ip "$ip" \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
@@ -92,6 +93,13 @@ start_host() {
     "$IMAGE" >/dev/null
   # A new container has new host keys: forget the old ones for its address.
   ssh-keygen -q -f "$LAB_DIR/ssh/known_hosts" -R "$ip" >/dev/null 2>&1 || true
+}
+
+# Which checkout made a container: a lab made by another clone (same names and addresses)
+# has that clone's host keys and passwords, which this one cannot deploy over.
+checkout_id() {
+  [ -s "$LAB_DIR/checkout-id" ] || cat /proc/sys/kernel/random/uuid > "$LAB_DIR/checkout-id"
+  cat "$LAB_DIR/checkout-id"
 }
 
 # Idempotent: the lab's key replaces whatever the host had.
@@ -107,12 +115,12 @@ mark_chaos_target() {
 }
 
 wait_ssh() {
-  local ip deadline=$((SECONDS + 60))
+  local ip said deadline=$((SECONDS + 60))
   for ip in "$@"; do
-    until ssh -q -i "$LAB_DIR/ssh/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 \
+    until said=$(ssh -q -i "$LAB_DIR/ssh/id_ed25519" -o BatchMode=yes -o ConnectTimeout=2 \
           -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile="$LAB_DIR/ssh/known_hosts" \
-          "root@$ip" true 2>/dev/null; do
-      [ $SECONDS -lt $deadline ] || { log "no SSH on $ip after 60 s"; exit 1; }
+          "root@$ip" true 2>&1); do
+      [ $SECONDS -lt $deadline ] || { log "no SSH on $ip after 60 s: ${said:-no answer}"; exit 1; }
       sleep 0.5
     done
   done
@@ -135,6 +143,13 @@ up() {
   fi
   ensure_network
   ensure_key
+  local owner
+  owner=$($DOCKER ps -a --filter label="$LABEL" --format '{{.Label "pgchaos.checkout"}}' | sort -u)
+  if [ -n "$($DOCKER ps -aq --filter label="$LABEL")" ] && [ "$owner" != "$(checkout_id)" ]; then
+    log "lab's containers were made by another checkout (another clone or LAB_DIR): recreating them"
+    remove_containers
+    rm -f "$LAB_DIR/ssh/known_hosts"
+  fi
   local entry ips=()
   for entry in $HOSTS; do
     start_host "${entry%%:*}" "$PREFIX.${entry##*:}"
