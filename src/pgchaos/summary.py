@@ -54,6 +54,11 @@ DEFINITIONS = {
         "one per primary term, a term being a (server, timeline) pair that acknowledged writes"
         " on the rw endpoint: from its first to its last acknowledgement (completion times)"
     ),
+    "primary_handovers": (
+        "one per change of primary between consecutive terms: gap_s is the time from the old"
+        " primary's last acknowledgement to the new one's first; negative when the old"
+        " primary still acknowledged writes after the new one had begun (completion times)"
+    ),
     "split_brain": (
         "true if a write acknowledged by one server certainly committed inside the term of"
         " another server: after a commit of that term had been acknowledged and before a"
@@ -480,7 +485,27 @@ def split_brain(data: RunData) -> dict[str, Any]:
             }
         )
     periods = [{k: v for k, v in t.items() if k != "_rows"} for t in terms]
-    return {"split_brain": bool(overlaps), "overlaps": overlaps, "primary_periods": periods}
+    return {
+        "split_brain": bool(overlaps),
+        "overlaps": overlaps,
+        "primary_periods": periods,
+        "handovers": handovers(periods),
+    }
+
+
+def handovers(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive terms (by first acknowledgement) on different servers: how long writes
+    had no primary between them, or, negative, how long the old one overlapped the new."""
+    return [
+        {
+            "from": old["server"],
+            "to": new["server"],
+            "timelines": [old["timeline"], new["timeline"]],
+            "gap_s": round(new["from_s"] - old["to_s"], 3),
+        }
+        for old, new in itertools.pairwise(periods)
+        if old["server"] != new["server"]
+    ]
 
 
 def _percentile(values: FloatArray, q: float) -> float | None:
@@ -597,6 +622,7 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
         "split_brain": brain["split_brain"],
         "split_brain_overlaps": brain["overlaps"],
         "primary_periods": brain["primary_periods"],
+        "primary_handovers": brain["handovers"],
         "layers": failover["layers"],
         "failover_milestones": failover["milestones"],
         "warnings": warnings,

@@ -58,6 +58,11 @@ def test_clean_failover_is_not_a_split_brain(tmp_path: Path) -> None:
     ]
     assert periods[0]["from_s"] == pytest.approx(1.005)
     assert periods[0]["to_s"] == pytest.approx(15.15)  # the late acknowledgement
+    # The late acknowledgement completed 0.145 s after the new primary's first: an overlap of
+    # completion times, within latency (no split brain), that the handover still shows.
+    assert summary["primary_handovers"] == [
+        {"from": A, "to": B, "timelines": ["1", "2"], "gap_s": pytest.approx(-0.145, abs=0.001)}
+    ]
     assert periods[1]["from_s"] == pytest.approx(15.005)
 
 
@@ -73,6 +78,11 @@ def test_failback_on_a_new_timeline_is_not_a_split_brain(tmp_path: Path) -> None
         (A, "1"),
         (B, "2"),
         (A, "3"),
+    ]
+    # Acknowledgements complete 5 ms after they start, every 0.1 s: 1004.9 + 5 ms to 1008.005.
+    assert [(h["from"], h["to"], h["gap_s"]) for h in summary["primary_handovers"]] == [
+        (A, B, pytest.approx(3.1, abs=0.001)),
+        (B, A, pytest.approx(3.1, abs=0.001)),
     ]
 
 
