@@ -7,6 +7,9 @@ import ipaddress
 import re
 
 CHAIN = "PGCHAOS"
+# Random packet loss has its own chain, so that it and a partition come and go independently.
+LOSS_CHAIN = "PGCHAOS-LOSS"
+OUR_CHAINS = (CHAIN, LOSS_CHAIN)
 JUMP_FROM = ("INPUT", "OUTPUT")
 # iptables' multiport match takes at most 15 ports.
 MAX_PORTS = 15
@@ -71,6 +74,19 @@ def partition_rules(peers: list[Network], ports: list[int], protocol: str) -> li
     return rules
 
 
+def loss_rules(peers: list[Network], percent: float) -> list[list[str]]:
+    """Rule specs for the PGCHAOS-LOSS chain: each packet from or to a peer dropped with
+    probability ``percent`` / 100 (the statistic match, in every kernel, unlike netem)."""
+    if not 0 < percent <= 100:
+        raise ValueError(f"loss_percent must be above 0 and at most 100, got {percent:g}")
+    match = ["-m", "statistic", "--mode", "random", "--probability", f"{percent / 100:.4f}"]
+    rules: list[list[str]] = []
+    for net in peers:
+        rules.append(["-s", str(net), *match, "-j", "DROP"])
+        rules.append(["-d", str(net), *match, "-j", "DROP"])
+    return rules
+
+
 def chain_rule_lines(iptables_s: str, chain: str) -> list[str]:
     """The `-A <chain> ...` lines of `iptables -S <chain>` output."""
     prefix = f"-A {chain} "
@@ -78,10 +94,14 @@ def chain_rule_lines(iptables_s: str, chain: str) -> list[str]:
 
 
 def jump_is_first(iptables_s: str, chain: str, target: str = CHAIN) -> bool:
-    """True when the chain's first rule is our jump and no other jump to us follows."""
+    """True when our jump comes once, before every rule of the host: only jumps to our
+    other chains may precede it (a partition and a loss can be in place together)."""
     rules = chain_rule_lines(iptables_s, chain)
     jump = f"-A {chain} -j {target}"
-    return bool(rules) and rules[0] == jump and rules.count(jump) == 1
+    if rules.count(jump) != 1:
+        return False
+    ours = {f"-A {chain} -j {other}" for other in OUR_CHAINS}
+    return all(rule in ours for rule in rules[: rules.index(jump)])
 
 
 def jump_count(iptables_s: str, chain: str, target: str = CHAIN) -> int:

@@ -19,6 +19,7 @@ from ansible.module_utils.pgchaos_gate import MARKER, gate_message, opted_in
 from ansible.module_utils.pgchaos_net import (
     CHAIN,
     JUMP_FROM,
+    LOSS_CHAIN,
     Network,
     PeerError,
     chain_rule_lines,
@@ -26,6 +27,7 @@ from ansible.module_utils.pgchaos_net import (
     jump_count,
     jump_is_first,
     local_ipv4_addresses,
+    loss_rules,
     missing_qdisc_hint,
     netem_args,
     our_devices,
@@ -43,13 +45,17 @@ from ansible.module_utils.pgchaos_net import (
 DOCUMENTATION = r"""
 ---
 module: pgchaos_net_fault
-short_description: Partition a node from peers or slow its traffic to them
+short_description: Partition a node from peers, drop a share of their packets, or slow them
 description:
   - C(mode=partition) drops every packet between this node and O(peers), both directions,
     with iptables rules in a dedicated chain C(PGCHAOS) that INPUT and OUTPUT jump to as
     their first rule. Hosts not in O(peers) (clients, the control machine) still reach the
     node. Packets this node sends are dropped in OUTPUT, so local senders may see
     C(Operation not permitted) at once instead of a timeout.
+  - C(mode=loss) drops each packet between this node and O(peers), both directions, with
+    probability O(loss_percent) (the iptables C(statistic) match, which every kernel has,
+    unlike netem), in its own chain C(PGCHAOS-LOSS) jumped to from INPUT and OUTPUT before
+    any rule of the host; a partition and a loss can be in place together.
   - C(mode=netem) delays and/or drops a share of the packets this node B(sends) to O(peers)
     (egress only; apply it on both sides for a symmetric fault). On each interface that
     routes to a peer (found with C(ip route get), never assumed to be eth0) it installs a
@@ -59,7 +65,8 @@ description:
   - O(state=present) makes the fault exactly what the arguments say (a second run with the
     same arguments changes nothing; other arguments replace the previous fault of that mode).
     O(state=absent) removes what this module added and nothing else; the PGCHAOS chain and
-    its jumps for C(partition); the C(5043:) root qdiscs on every interface for C(netem).
+    its jumps for C(partition), the PGCHAOS-LOSS chain and its jumps for C(loss); the
+    C(5043:) root qdiscs on every interface for C(netem).
   - The netem parameters in force are remembered in C(/run/pgchaos-netem.json) (tc prints
     them in a version-dependent format); the file goes with O(state=absent) and with a reboot,
     like the qdiscs themselves.
@@ -75,7 +82,7 @@ options:
     description: Which fault; O(state=absent) removes only that mode's fault.
     type: str
     required: true
-    choices: [partition, netem]
+    choices: [partition, loss, netem]
   peers:
     description:
       - IPv4 addresses or CIDRs of the other side. Required with O(state=present).
@@ -89,7 +96,8 @@ options:
   dead_man_seconds:
     description:
       - With O(state=present) and a value above 0, arm a dead-man timer on this host (a
-        transient systemd timer, C(pgchaos-deadman-partition) or C(pgchaos-deadman-netem))
+        transient systemd timer, C(pgchaos-deadman-partition), C(pgchaos-deadman-loss) or
+        C(pgchaos-deadman-netem))
         that removes this mode's fault after that many seconds unless O(state=absent) comes
         first, which disarms it.  A control machine that dies mid-scenario, or one the
         partition cuts off, then leaves no fault behind.
@@ -119,7 +127,9 @@ options:
     type: int
     default: 0
   loss_percent:
-    description: C(netem) only; share of packets dropped at random, 0 to 100.
+    description:
+      - C(netem) and C(loss); share of packets dropped at random, 0 to 100 (above 0 for
+        C(loss) with O(state=present)).
     type: float
     default: 0.0
 notes:
@@ -152,6 +162,13 @@ EXAMPLES = r"""
   pgchaos_net_fault:
     mode: partition
     state: absent
+  become: true
+
+- name: Drop 30 % of the packets between the leader and the other members, both ways
+  pgchaos_net_fault:
+    mode: loss
+    peers: [10.77.0.11, 10.77.0.12, 10.77.0.13, 10.77.0.22, 10.77.0.23]
+    loss_percent: 30
   become: true
 
 - name: 200 ms +- 20 ms and 1 % loss towards the etcd nodes
@@ -194,8 +211,10 @@ peers:
   elements: str
   sample: [10.77.0.12/32]
 rules:
-  description: The PGCHAOS chain's rules after the run (in check mode, the ones predicted).
-  returned: when mode is partition
+  description:
+    - The mode's chain's rules after the run (in check mode, the ones predicted):
+      PGCHAOS for C(partition), PGCHAOS-LOSS for C(loss).
+  returned: when mode is partition or loss
   type: list
   elements: str
   sample: ["-A PGCHAOS -s 10.77.0.12/32 -j DROP", "-A PGCHAOS -d 10.77.0.12/32 -j DROP"]
@@ -281,24 +300,41 @@ class NetFault:
         return [self.iptables, "-w", *args]
 
     def partition(self, peers: list[Network]) -> None:
+        try:
+            desired = partition_rules(peers, self.params["ports"], self.params["protocol"])
+        except ValueError as exc:
+            self.module.fail_json(msg=f"ports: {exc}")
+        self.chain_fault("partition", CHAIN, peers, desired, "the partition rules")
+
+    def loss(self, peers: list[Network]) -> None:
+        desired = []
+        if self.params["state"] == "present":
+            desired = loss_rules(peers, self.params["loss_percent"])
+        self.chain_fault("loss", LOSS_CHAIN, peers, desired, "the loss rules")
+
+    def chain_fault(
+        self, fault: str, chain: str, peers: list[Network], desired: list[list[str]], what: str
+    ) -> None:
+        """Make ``chain`` hold exactly ``desired``, jumped to early from INPUT and OUTPUT
+        (state present), or remove the chain and its jumps (absent)."""
         self.iptables = self.need("iptables", "iptables")
-        rc, chain_s, _ = self.run(self.ipt("-S", CHAIN), check_rc=False)
+        rc, chain_s, _ = self.run(self.ipt("-S", chain), check_rc=False)
         chain_exists = rc == 0
-        current = chain_rule_lines(chain_s, CHAIN) if chain_exists else []
+        current = chain_rule_lines(chain_s, chain) if chain_exists else []
         jumps = {}
         for parent in JUMP_FROM:
             _, out, _ = self.run(self.ipt("-S", parent))
             jumps[parent] = out
 
         if self.params["state"] == "absent":
-            self.disarm("partition")
-            changed = chain_exists or any(jump_count(out, p) for p, out in jumps.items())
+            self.disarm(fault)
+            changed = chain_exists or any(jump_count(out, p, chain) for p, out in jumps.items())
             for parent, out in jumps.items():
-                for _ in range(jump_count(out, parent)):
-                    self.run(self.ipt("-D", parent, "-j", CHAIN), act=True)
+                for _ in range(jump_count(out, parent, chain)):
+                    self.run(self.ipt("-D", parent, "-j", chain), act=True)
             if chain_exists:
-                self.run(self.ipt("-F", CHAIN), act=True)
-                self.run(self.ipt("-X", CHAIN), act=True)
+                self.run(self.ipt("-F", chain), act=True)
+                self.run(self.ipt("-X", chain), act=True)
             self.module.exit_json(
                 changed=changed, rules=[], at=time.time(), dead_man=None, **self.result(peers)
             )
@@ -308,7 +344,7 @@ class NetFault:
         if clash:
             net, addr = clash[0]
             self.module.fail_json(
-                msg=f"peer {net} contains this node's own address {addr}: the partition rules"
+                msg=f"peer {net} contains this node's own address {addr}: {what}"
                 " would drop the node's own traffic; list the other nodes instead"
             )
         client = ssh_client_address(os.environ.get("SSH_CONNECTION", ""))
@@ -316,43 +352,39 @@ class NetFault:
         if cut:
             self.module.fail_json(
                 msg=f"peer {cut[0]} contains {client}, the address Ansible connects from"
-                " (SSH_CONNECTION): the partition would cut this node off from Ansible"
+                f" (SSH_CONNECTION): {what} would cut this node off from Ansible"
             )
-        try:
-            desired = partition_rules(peers, self.params["ports"], self.params["protocol"])
-        except ValueError as exc:
-            self.module.fail_json(msg=f"ports: {exc}")
         rules_ok = chain_exists and len(current) == len(desired)
         if rules_ok:
             for rule in desired:
-                if self.run(self.ipt("-C", CHAIN, *rule), check_rc=False)[0] != 0:
+                if self.run(self.ipt("-C", chain, *rule), check_rc=False)[0] != 0:
                     rules_ok = False
                     break
-        jumps_ok = all(jump_is_first(out, parent) for parent, out in jumps.items())
+        jumps_ok = all(jump_is_first(out, parent, chain) for parent, out in jumps.items())
         changed = not (rules_ok and jumps_ok)
         if not rules_ok:
             if not chain_exists:
-                self.run(self.ipt("-N", CHAIN), act=True)
+                self.run(self.ipt("-N", chain), act=True)
             else:
-                self.run(self.ipt("-F", CHAIN), act=True)
+                self.run(self.ipt("-F", chain), act=True)
             for rule in desired:
-                self.run(self.ipt("-A", CHAIN, *rule), act=True)
+                self.run(self.ipt("-A", chain, *rule), act=True)
         if not jumps_ok:
             # Our jump goes first so that no ACCEPT rule of the host lets peer traffic through.
             for parent, out in jumps.items():
-                if jump_is_first(out, parent):
+                if jump_is_first(out, parent, chain):
                     continue
-                for _ in range(jump_count(out, parent)):
-                    self.run(self.ipt("-D", parent, "-j", CHAIN), act=True)
-                self.run(self.ipt("-I", parent, "1", "-j", CHAIN), act=True)
+                for _ in range(jump_count(out, parent, chain)):
+                    self.run(self.ipt("-D", parent, "-j", chain), act=True)
+                self.run(self.ipt("-I", parent, "1", "-j", chain), act=True)
         at = time.time()
         if self.module.check_mode:
-            rules = [" ".join(["-A", CHAIN, *rule]) for rule in desired]
+            rules = [" ".join(["-A", chain, *rule]) for rule in desired]
         else:
-            rules = chain_rule_lines(self.run(self.ipt("-S", CHAIN))[1], CHAIN)
-        undo = [self.ipt("-D", parent, "-j", CHAIN) for parent in JUMP_FROM]
-        undo += [self.ipt("-F", CHAIN), self.ipt("-X", CHAIN)]
-        dead_man = self.arm("partition", undo)
+            rules = chain_rule_lines(self.run(self.ipt("-S", chain))[1], chain)
+        undo = [self.ipt("-D", parent, "-j", chain) for parent in JUMP_FROM]
+        undo += [self.ipt("-F", chain), self.ipt("-X", chain)]
+        dead_man = self.arm(fault, undo)
         self.module.exit_json(
             changed=changed, rules=rules, at=at, dead_man=dead_man, **self.result(peers)
         )
@@ -482,7 +514,17 @@ def validate(module: AnsibleModule) -> list[Network]:
         module.fail_json(msg=str(exc))
     if params["state"] == "present" and not peers:
         module.fail_json(msg=f"state=present with mode={params['mode']} needs at least one peer")
-    if params["mode"] == "partition":
+    if params["mode"] == "loss":
+        wrong = [k for k in ("delay_ms", "jitter_ms", "ports") if params[k]]
+        if wrong:
+            module.fail_json(msg=f"{', '.join(wrong)} do not apply to mode=loss")
+        loss = params["loss_percent"]
+        if params["state"] == "present" and not 0 < loss <= 100:
+            module.fail_json(
+                msg=f"mode=loss with state=present needs loss_percent above 0 and at most 100,"
+                f" got {loss:g}"
+            )
+    elif params["mode"] == "partition":
         netem_set = [k for k in ("delay_ms", "jitter_ms", "loss_percent") if params[k]]
         if netem_set:
             module.fail_json(msg=f"{', '.join(netem_set)} only apply to mode=netem, not partition")
@@ -510,7 +552,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            "mode": {"type": "str", "required": True, "choices": ["partition", "netem"]},
+            "mode": {"type": "str", "required": True, "choices": ["partition", "loss", "netem"]},
             "peers": {"type": "list", "elements": "str", "default": []},
             "ports": {"type": "list", "elements": "int", "default": []},
             "protocol": {"type": "str", "default": "tcp", "choices": ["tcp", "udp"]},
@@ -530,6 +572,8 @@ def main() -> None:
     fault = NetFault(module)
     if module.params["mode"] == "partition":
         fault.partition(peers)
+    elif module.params["mode"] == "loss":
+        fault.loss(peers)
     else:
         fault.netem(peers)
 

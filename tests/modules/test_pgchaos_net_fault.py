@@ -67,7 +67,10 @@ class FakeNet:
         if op in ("-N", "-F"):
             self.chains[chain] = []
         elif op == "-X":
-            assert not any("PGCHAOS" in r for rs in self.chains.values() if rs for r in rs)
+            # Like iptables: a chain still jumped to cannot be deleted.
+            assert not any(
+                r.endswith(f"-j {chain}") for rs in self.chains.values() if rs for r in rs
+            )
             del self.chains[chain]
         elif op == "-A":
             assert rules is not None
@@ -303,9 +306,60 @@ def test_netem_to_an_own_address_is_refused(net: FakeNet) -> None:
     )
 
 
+LOSS_30 = "-m statistic --mode random --probability 0.3000 -j DROP"
+
+
+def test_loss_drops_a_share_both_ways_beside_a_partition(net: FakeNet) -> None:
+    run(net, mode="partition", peers=[PEER])
+    result = run(net, mode="loss", peers=[PEER], loss_percent=30)
+    assert result["changed"] is True
+    assert net.chains["PGCHAOS-LOSS"] == [f"-s {PEER}/32 {LOSS_30}", f"-d {PEER}/32 {LOSS_30}"]
+    assert result["rules"] == [f"-A PGCHAOS-LOSS -s {PEER}/32 {LOSS_30}",
+                               f"-A PGCHAOS-LOSS -d {PEER}/32 {LOSS_30}"]  # fmt: skip
+    # Both of our jumps come before the host's rule, and neither pushes the other around.
+    assert net.chains["INPUT"] == ["-j PGCHAOS-LOSS", "-j PGCHAOS", "-s 192.0.2.1/32 -j ACCEPT"]
+    assert run(net, mode="partition", peers=[PEER])["changed"] is False
+    assert run(net, mode="loss", peers=[PEER], loss_percent=30)["changed"] is False
+    assert net.acted == []
+
+
+def test_another_share_replaces_the_loss_rules(net: FakeNet) -> None:
+    run(net, mode="loss", peers=[PEER], loss_percent=30)
+    assert run(net, mode="loss", peers=[PEER], loss_percent=60)["changed"] is True
+    assert net.chains["PGCHAOS-LOSS"] == [
+        f"-s {PEER}/32 -m statistic --mode random --probability 0.6000 -j DROP",
+        f"-d {PEER}/32 -m statistic --mode random --probability 0.6000 -j DROP",
+    ]
+    assert net.chains["OUTPUT"] == ["-j PGCHAOS-LOSS"]
+
+
+def test_lifting_the_loss_leaves_the_partition(net: FakeNet) -> None:
+    run(net, mode="partition", peers=[PEER])
+    run(net, mode="loss", peers=[PEER], loss_percent=10, dead_man_seconds=60)
+    assert "pgchaos-deadman-loss" in net.timers
+    assert run(net, mode="loss", state="absent")["changed"] is True
+    assert "PGCHAOS-LOSS" not in net.chains
+    assert net.chains["INPUT"] == ["-j PGCHAOS", "-s 192.0.2.1/32 -j ACCEPT"]
+    assert net.chains["PGCHAOS"] == [f"-s {PEER}/32 -j DROP", f"-d {PEER}/32 -j DROP"]
+    assert net.timers == {}
+    assert run(net, mode="loss", state="absent")["changed"] is False
+
+
+def test_loss_check_mode_adds_nothing(net: FakeNet) -> None:
+    before = net.iptables_s()
+    result = run(net, check_mode=True, mode="loss", peers=[PEER], loss_percent=30)
+    assert result["changed"] is True
+    assert net.acted == []
+    assert net.iptables_s() == before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        ({"mode": "loss", "peers": [PEER]}, "needs loss_percent above 0"),
+        ({"mode": "loss", "peers": [PEER], "loss_percent": 101}, "got 101"),
+        ({"mode": "loss", "peers": [PEER], "loss_percent": 5, "ports": [80]}, "ports do not"),
+        ({"mode": "loss", "peers": [OWN], "loss_percent": 5}, "the loss rules would drop"),
         ({"mode": "partition"}, "needs at least one peer"),
         ({"mode": "partition", "peers": ["fe80::1"]}, "IPv6"),
         ({"mode": "partition", "peers": ["pg1"]}, "'pg1' is not an IP address"),
