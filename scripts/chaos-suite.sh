@@ -24,8 +24,10 @@ while read -r name playbook vars; do
   echo "=== $(date -u +%H:%M:%S) $name: $playbook $vars"
   extra=(-e "chaos_runs_dir=$runs")
   for v in $vars; do extra+=(-e "$v"); done
-  # stdin from /dev/null: ansible-playbook must not eat the rest of the list.
-  if ! ansible-playbook "playbooks/$playbook" "${extra[@]}" "$@" </dev/null; then
+  # stdin from /dev/null: ansible-playbook must not eat the rest of the list.  Each
+  # scenario's output is also kept, so its failure can be repeated at the very end.
+  ansible-playbook "playbooks/$playbook" "${extra[@]}" "$@" </dev/null 2>&1 | tee "$runs/$name.log"
+  if [ "${PIPESTATUS[0]}" != 0 ]; then
     failed+=("$name")
     # A scenario that failed half-way may have left a fault behind: undo it before the next.
     ansible-playbook playbooks/chaos-reset.yml "$@" </dev/null || echo "chaos-reset failed after $name"
@@ -36,6 +38,11 @@ pgchaos combine "$runs/combined" --runs-dir "$runs"
 mkdir -p runs && ln -sfn "$runs" runs/latest-suite
 echo "combined report: $runs/combined/index.html"
 if [ ${#failed[@]} -gt 0 ]; then
+  # Last, where a CI log's tail shows it: why each failed scenario failed.
+  for name in "${failed[@]}"; do
+    echo "::::::::::::::::::::::::::::: $name FAILED: its failure lines ($runs/$name.log) :::::::::::::::::::::::::::::"
+    grep -E -B2 'fatal: |FAILED!|failed: \[|ERROR|Traceback' "$runs/$name.log" | cut -c1-2000 | tail -n 40
+  done
   printf 'failed: %s\n' "${failed[@]}"
   exit 1
 fi

@@ -131,6 +131,21 @@ patroni:
       returned: always
       type: int
       sample: 2
+    leader_role:
+      description:
+        - The role the leader reports itself (C(GET /patroni) on its own API), null when it
+          did not answer. It can differ from the lock: a leader that demoted itself because
+          etcd was out of reach still holds the lock until it expires.
+      returned: always
+      type: str
+      sample: primary
+    leader_serving:
+      description:
+        - Whether the leader says it runs as a primary (C(primary), C(master) before Patroni
+          4, or C(standby_leader)) and its state is C(running).
+      returned: always
+      type: bool
+      sample: true
 etcd:
   description: etcd's view; empty when O(etcd_endpoints) is empty.
   returned: always
@@ -242,6 +257,14 @@ def summarise_patroni(cluster: dict[str, Any]) -> dict[str, Any]:
             }
         )
     leaders = [m["name"] for m in members if m["role"] in ("leader", "standby_leader")]
+    leader_api = next(
+        (
+            raw.get("api_url")
+            for raw in cluster.get("members") or []
+            if raw.get("role") in ("leader", "standby_leader")
+        ),
+        None,
+    )
     streaming = [
         m
         for m in members
@@ -253,6 +276,28 @@ def summarise_patroni(cluster: dict[str, Any]) -> dict[str, Any]:
         "members": members,
         "member_count": len(members),
         "streaming_replicas": len(streaming),
+        "leader_api_url": leader_api,
+    }
+
+
+# What a Patroni node says of itself when its PostgreSQL runs as the primary.
+SERVING_ROLES = ("primary", "master", "standby_leader")
+
+
+def leader_self_view(http: Http, api_url: object) -> dict[str, Any]:
+    """The leader's own report; the lock in etcd alone lags a leader that demoted itself."""
+    if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
+        return {"leader_role": None, "leader_serving": False}
+    try:
+        status = http.request(api_url, auth=True)
+    except Exception:  # a leader that does not answer is not serving
+        return {"leader_role": None, "leader_serving": False}
+    if not isinstance(status, dict):
+        return {"leader_role": None, "leader_serving": False}
+    role = status.get("role")
+    return {
+        "leader_role": role,
+        "leader_serving": role in SERVING_ROLES and status.get("state") == "running",
     }
 
 
@@ -267,11 +312,14 @@ def patroni_view(http: Http, urls: list[str]) -> dict[str, Any]:
         except Exception as exc:  # every failure means "try the next URL"
             unreachable.append({"url": url, "error": error_text(exc)})
             continue
+        summary = summarise_patroni(cluster)
+        leader = leader_self_view(http, summary.pop("leader_api_url"))
         return {
             "reachable": True,
             "url": url,
             "unreachable": unreachable,
-            **summarise_patroni(cluster),
+            **summary,
+            **leader,
         }
     return {
         "reachable": False,
@@ -281,6 +329,8 @@ def patroni_view(http: Http, urls: list[str]) -> dict[str, Any]:
         "members": [],
         "member_count": 0,
         "streaming_replicas": 0,
+        "leader_role": None,
+        "leader_serving": False,
     }
 
 

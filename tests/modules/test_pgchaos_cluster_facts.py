@@ -86,9 +86,38 @@ def test_patroni_first_answer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     }  # fmt: skip
     assert [u["url"] for u in patroni["unreachable"]] == [P1]
     assert "Connection refused" in patroni["unreachable"][0]["error"]
-    assert [c["url"] for c in fake.calls] == [f"{P1}/cluster", f"{P2.rstrip('/')}/cluster"]
+    # The leader's own API did not answer: it is not counted as serving.
+    assert [c["url"] for c in fake.calls] == [
+        f"{P1}/cluster", f"{P2.rstrip('/')}/cluster", "http://10.77.0.21:8008/patroni",
+    ]  # fmt: skip
+    assert patroni["leader_role"] is None
+    assert patroni["leader_serving"] is False
     assert all(c["timeout"] == 2.0 and c["use_proxy"] is False for c in fake.calls)
     assert result["etcd"] == {}
+
+
+@pytest.mark.parametrize(
+    ("status", "serving"),
+    [
+        ({"state": "running", "role": "master"}, True),  # Patroni 3 (Debian 12)
+        ({"state": "running", "role": "primary"}, True),  # Patroni 4
+        # Demoted itself because etcd was out of reach: the lock still names it.
+        ({"state": "running", "role": "replica"}, False),
+        ({"state": "starting", "role": "master"}, False),
+        (["not", "an", "object"], False),
+    ],
+)
+def test_leader_serving_is_what_the_leader_says(
+    monkeypatch: pytest.MonkeyPatch, status: Any, serving: bool
+) -> None:
+    answers = {f"{P1}/cluster": PATRONI_CLUSTER, "http://10.77.0.21:8008/patroni": status}
+    result, _ = run(answers, monkeypatch, patroni_urls=[P1])
+    assert result["patroni"]["leader"] == "pg1"
+    assert result["patroni"]["leader_serving"] is serving
+    assert result["patroni"]["leader_role"] == (
+        status.get("role") if isinstance(status, dict) else None
+    )
+    assert "leader_api_url" not in result["patroni"]
 
 
 def test_patroni_without_leader(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,6 +125,7 @@ def test_patroni_without_leader(monkeypatch: pytest.MonkeyPatch) -> None:
     result, _ = run({f"{P1}/cluster": cluster}, monkeypatch, patroni_urls=[P1])
     assert result["patroni"]["leader"] is None
     assert result["patroni"]["streaming_replicas"] == 0
+    assert result["patroni"]["leader_serving"] is False
 
 
 def test_patroni_basic_auth_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
