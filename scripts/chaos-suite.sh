@@ -41,7 +41,7 @@ if [ ${#failed[@]} -gt 0 ]; then
   # Last, where a CI log's tail shows it: why each failed scenario failed.
   for name in "${failed[@]}"; do
     echo "::::::::::::::::::::::::::::: $name FAILED: its failure lines ($runs/$name.log) :::::::::::::::::::::::::::::"
-    grep -E -B2 'fatal: |FAILED!|failed: \[|ERROR|Traceback' "$runs/$name.log" | cut -c1-2000 | tail -n 40
+    scripts/failure-lines.sh "$runs/$name.log"
   done
   printf 'failed: %s\n' "${failed[@]}"
   exit 1

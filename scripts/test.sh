@@ -64,7 +64,7 @@ report() {
   done
   for name in "${broken[@]}"; do
     echo "::::::::::::::::::::::::::::::::: $name FAILED: its failure lines :::::::::::::::::::::::::::::::::"
-    grep -n -E -B3 'fatal: |FAILED!|FAILED |failed: \[|Error|ERROR|Traceback|AssertionError' "$logs/$name.log" | tail -n 60
+    scripts/failure-lines.sh "$logs/$name.log"
   done
   names=(); pids=()
   return "$failed"

@@ -243,6 +243,10 @@ def etcd_id(value: object) -> str | None:
         return None
 
 
+# Roles Patroni's /cluster gives the member holding the lock.
+LEADER_ROLES = ("leader", "standby_leader")
+
+
 def summarise_patroni(cluster: dict[str, Any]) -> dict[str, Any]:
     members = []
     for raw in cluster.get("members") or []:
@@ -256,44 +260,36 @@ def summarise_patroni(cluster: dict[str, Any]) -> dict[str, Any]:
                 "lag": raw.get("lag"),
             }
         )
-    leaders = [m["name"] for m in members if m["role"] in ("leader", "standby_leader")]
-    leader_api = next(
-        (
-            raw.get("api_url")
-            for raw in cluster.get("members") or []
-            if raw.get("role") in ("leader", "standby_leader")
-        ),
-        None,
-    )
-    streaming = [
-        m
-        for m in members
-        if m["role"] not in ("leader", "standby_leader") and m["state"] == "streaming"
-    ]
+    leaders = [m["name"] for m in members if m["role"] in LEADER_ROLES]
+    streaming = [m for m in members if m["role"] not in LEADER_ROLES and m["state"] == "streaming"]
     return {
         "scope": cluster.get("scope"),
         "leader": leaders[0] if leaders else None,
         "members": members,
         "member_count": len(members),
         "streaming_replicas": len(streaming),
-        "leader_api_url": leader_api,
     }
 
 
 # What a Patroni node says of itself when its PostgreSQL runs as the primary.
 SERVING_ROLES = ("primary", "master", "standby_leader")
+NOT_SERVING: dict[str, Any] = {"leader_role": None, "leader_serving": False}
 
 
-def leader_self_view(http: Http, api_url: object) -> dict[str, Any]:
+def leader_self_view(http: Http, cluster: dict[str, Any]) -> dict[str, Any]:
     """The leader's own report; the lock in etcd alone lags a leader that demoted itself."""
+    api_url = next(
+        (m.get("api_url") for m in cluster.get("members") or [] if m.get("role") in LEADER_ROLES),
+        None,
+    )
     if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
-        return {"leader_role": None, "leader_serving": False}
+        return dict(NOT_SERVING)
     try:
         status = http.request(api_url, auth=True)
     except Exception:  # a leader that does not answer is not serving
-        return {"leader_role": None, "leader_serving": False}
+        return dict(NOT_SERVING)
     if not isinstance(status, dict):
-        return {"leader_role": None, "leader_serving": False}
+        return dict(NOT_SERVING)
     role = status.get("role")
     return {
         "leader_role": role,
@@ -312,14 +308,12 @@ def patroni_view(http: Http, urls: list[str]) -> dict[str, Any]:
         except Exception as exc:  # every failure means "try the next URL"
             unreachable.append({"url": url, "error": error_text(exc)})
             continue
-        summary = summarise_patroni(cluster)
-        leader = leader_self_view(http, summary.pop("leader_api_url"))
         return {
             "reachable": True,
             "url": url,
             "unreachable": unreachable,
-            **summary,
-            **leader,
+            **summarise_patroni(cluster),
+            **leader_self_view(http, cluster),
         }
     return {
         "reachable": False,
@@ -329,8 +323,7 @@ def patroni_view(http: Http, urls: list[str]) -> dict[str, Any]:
         "members": [],
         "member_count": 0,
         "streaming_replicas": 0,
-        "leader_role": None,
-        "leader_serving": False,
+        **NOT_SERVING,
     }
 
 
