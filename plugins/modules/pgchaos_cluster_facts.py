@@ -134,7 +134,7 @@ patroni:
     leader_role:
       description:
         - The role the leader reports itself (C(GET /patroni) on its own API), null when it
-          did not answer. It can differ from the lock: a leader that demoted itself because
+          did not answer. It can differ from the lock, since a leader that demoted itself because
           etcd was out of reach still holds the lock until it expires.
       returned: always
       type: str

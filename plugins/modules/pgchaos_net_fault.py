@@ -212,7 +212,7 @@ peers:
   sample: [10.77.0.12/32]
 rules:
   description:
-    - The mode's chain's rules after the run (in check mode, the ones predicted):
+    - The mode's chain's rules after the run (in check mode, the ones predicted) -
       PGCHAOS for C(partition), PGCHAOS-LOSS for C(loss).
   returned: when mode is partition or loss
   type: list

@@ -127,3 +127,62 @@ def test_the_partition_lifts_itself_when_ansible_is_killed(
     reset_afterwards["healed"] = not any(partitioned(host) for host in MEMBERS)
     print(f"{cut[0]}: partition lifted {lifted:.1f} s, cluster whole {healed:.1f} s after the kill")
     assert lifted <= DEAD_MAN_S + 20
+
+
+ETCD = {"etcd1": "10.77.0.11", "etcd2": "10.77.0.12", "etcd3": "10.77.0.13"}
+ETCD_MEMBER = "/var/lib/etcd/pgchaos/member"
+
+
+def etcd_healthy(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}:2379/health", timeout=2) as answer:
+            return str(json.load(answer).get("health")) in ("true", "True")
+    except (OSError, ValueError):
+        return False
+
+
+def has_member_data(host: str) -> bool:
+    probe = ["docker", "exec", CONTAINER_PREFIX + host, "test", "-d", ETCD_MEMBER]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
+def test_a_wiped_etcd_member_gets_its_data_back_when_ansible_is_killed(
+    tmp_path: Path, reset_afterwards: dict[str, bool]
+) -> None:
+    wait_for(healthy, 120, "a healthy cluster before the test")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    log = (tmp_path / "ansible.log").open("w")
+    scenario = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ansible-playbook")),
+            "playbooks/chaos-etcd-wipe.yml",
+            "-e", f"chaos_fault_max_seconds={DEAD_MAN_S}",
+            "-e", "chaos_load=false",
+            "-e", f"chaos_runs_dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        wiped: list[str] = []
+
+        def data_gone() -> bool:
+            wiped[:] = [host for host in ETCD if not has_member_data(host)]
+            return bool(wiped) or scenario.poll() is not None
+
+        wait_for(data_gone, 180, "an etcd member's data taken away")
+        assert wiped, (tmp_path / "ansible.log").read_text()[-3000:]
+    finally:
+        os.killpg(scenario.pid, signal.SIGKILL)
+        scenario.wait()
+    killed_at = time.monotonic()
+    back = wait_for(lambda: has_member_data(wiped[0]), DEAD_MAN_S + 20, "the data put back")
+    wait_for(lambda: all(etcd_healthy(a) for a in ETCD.values()), 60, "every etcd member healthy")
+    whole = time.monotonic() - killed_at
+    wait_for(healthy, 120, "the Patroni cluster whole")
+    reset_afterwards["healed"] = all(has_member_data(host) for host in ETCD)
+    print(f"{wiped[0]}: data back {back:.1f} s, etcd healthy {whole:.1f} s after the kill")
+    assert back <= DEAD_MAN_S + 20
