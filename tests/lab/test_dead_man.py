@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,16 +87,18 @@ def reset_afterwards() -> Iterator[dict[str, bool]]:
     )
 
 
-def test_the_partition_lifts_itself_when_ansible_is_killed(
-    tmp_path: Path, reset_afterwards: dict[str, bool]
-) -> None:
-    wait_for(healthy, 120, "a healthy cluster before the test")
+def kill_when(playbook: str, tmp_path: Path, faulted: Callable[[], list[str]], what: str) -> str:
+    """Run a scenario with a short dead-man timer; once ``faulted`` names a host, SIGKILL it.
+
+    The control machine vanishes: every process of the playbook at once, nothing of it runs
+    again (no ``always:``).  Returns the host the fault was found on.
+    """
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     log = (tmp_path / "ansible.log").open("w")
     scenario = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("ansible-playbook")),
-            "playbooks/chaos-partition-leader.yml",
+            playbook,
             "-e", f"chaos_fault_max_seconds={DEAD_MAN_S}",
             "-e", "chaos_load=false",
             "-e", f"chaos_runs_dir={tmp_path}",
@@ -107,25 +109,37 @@ def test_the_partition_lifts_itself_when_ansible_is_killed(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+    found: list[str] = []
     try:
-        cut: list[str] = []
 
-        def leader_cut() -> bool:
-            cut[:] = [host for host in MEMBERS if partitioned(host)]
-            return bool(cut) or scenario.poll() is not None
+        def done() -> bool:
+            found[:] = faulted()
+            return bool(found) or scenario.poll() is not None
 
-        wait_for(leader_cut, 180, "the leader partitioned")
-        assert cut, (tmp_path / "ansible.log").read_text()[-3000:]
+        wait_for(done, 180, what)
+        assert found, (tmp_path / "ansible.log").read_text()[-3000:]
     finally:
-        # The control machine vanishes: every process of the playbook, at once.
         os.killpg(scenario.pid, signal.SIGKILL)
         scenario.wait()
+    return found[0]
+
+
+def test_the_partition_lifts_itself_when_ansible_is_killed(
+    tmp_path: Path, reset_afterwards: dict[str, bool]
+) -> None:
+    wait_for(healthy, 120, "a healthy cluster before the test")
+    cut = kill_when(
+        "playbooks/chaos-partition-leader.yml",
+        tmp_path,
+        lambda: [host for host in MEMBERS if partitioned(host)],
+        "the leader partitioned",
+    )
     killed_at = time.monotonic()
-    lifted = wait_for(lambda: not partitioned(cut[0]), DEAD_MAN_S + 20, "the partition lifted")
+    lifted = wait_for(lambda: not partitioned(cut), DEAD_MAN_S + 20, "the partition lifted")
     wait_for(healthy, 180, "the cluster whole again")
     healed = time.monotonic() - killed_at
     reset_afterwards["healed"] = not any(partitioned(host) for host in MEMBERS)
-    print(f"{cut[0]}: partition lifted {lifted:.1f} s, cluster whole {healed:.1f} s after the kill")
+    print(f"{cut}: partition lifted {lifted:.1f} s, cluster whole {healed:.1f} s after the kill")
     assert lifted <= DEAD_MAN_S + 20
 
 
@@ -150,39 +164,17 @@ def test_a_wiped_etcd_member_gets_its_data_back_when_ansible_is_killed(
     tmp_path: Path, reset_afterwards: dict[str, bool]
 ) -> None:
     wait_for(healthy, 120, "a healthy cluster before the test")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    log = (tmp_path / "ansible.log").open("w")
-    scenario = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("ansible-playbook")),
-            "playbooks/chaos-etcd-wipe.yml",
-            "-e", f"chaos_fault_max_seconds={DEAD_MAN_S}",
-            "-e", "chaos_load=false",
-            "-e", f"chaos_runs_dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        wiped: list[str] = []
-
-        def data_gone() -> bool:
-            wiped[:] = [host for host in ETCD if not has_member_data(host)]
-            return bool(wiped) or scenario.poll() is not None
-
-        wait_for(data_gone, 180, "an etcd member's data taken away")
-        assert wiped, (tmp_path / "ansible.log").read_text()[-3000:]
-    finally:
-        os.killpg(scenario.pid, signal.SIGKILL)
-        scenario.wait()
+    wiped = kill_when(
+        "playbooks/chaos-etcd-wipe.yml",
+        tmp_path,
+        lambda: [host for host in ETCD if not has_member_data(host)],
+        "an etcd member's data taken away",
+    )
     killed_at = time.monotonic()
-    back = wait_for(lambda: has_member_data(wiped[0]), DEAD_MAN_S + 20, "the data put back")
+    back = wait_for(lambda: has_member_data(wiped), DEAD_MAN_S + 20, "the data put back")
     wait_for(lambda: all(etcd_healthy(a) for a in ETCD.values()), 60, "every etcd member healthy")
     whole = time.monotonic() - killed_at
     wait_for(healthy, 120, "the Patroni cluster whole")
     reset_afterwards["healed"] = all(has_member_data(host) for host in ETCD)
-    print(f"{wiped[0]}: data back {back:.1f} s, etcd healthy {whole:.1f} s after the kill")
+    print(f"{wiped}: data back {back:.1f} s, etcd healthy {whole:.1f} s after the kill")
     assert back <= DEAD_MAN_S + 20
