@@ -16,6 +16,14 @@ DOCKER=${DOCKER:-docker}
 # Container names are $NAME_PREFIX<host>; the label tells this lab's containers apart.
 NAME_PREFIX=${LAB_NAME_PREFIX:-pgchaos-}
 LABEL="pgchaos.lab=${NETWORK}"
+# Each PostgreSQL host keeps its WAL on a filesystem of its own, small and bounded, so that a
+# scenario can fill it (chaos-wal-full.yml) without touching the disk the host machine runs
+# on: an ext4 image, loop-mounted here and bind-mounted into the container at WAL_MOUNT.
+# Outside the checkout, like the network and the containers: whichever clone runs `down`
+# removes it.
+WAL_DISKS=${LAB_WAL_DISKS:-/var/lib/pgchaos-lab/$NETWORK/wal}
+WAL_DISK_SIZE=${LAB_WAL_DISK_SIZE:-1G}
+WAL_MOUNT=/var/lib/pgchaos-wal
 
 log() { printf '[lab] %s\n' "$*" >&2; }
 
@@ -75,8 +83,31 @@ ensure_key() {
   [ -f "$LAB_DIR/ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C pgchaos-lab -f "$LAB_DIR/ssh/id_ed25519"
 }
 
+# The image is sparse: it takes on the host only what PostgreSQL writes into it.
+ensure_wal_disk() {
+  local name=$1 image="$WAL_DISKS/$1.img" mnt="$WAL_DISKS/$1"
+  mkdir -p "$mnt"
+  if [ ! -f "$image" ]; then
+    truncate -s "$WAL_DISK_SIZE" "$image"
+    mkfs.ext4 -q -F -L "wal-$name" "$image"
+  fi
+  mountpoint -q "$mnt" || mount -o loop "$image" "$mnt"
+}
+
+remove_wal_disks() {
+  local mnt
+  [ -d "$WAL_DISKS" ] || return 0
+  for mnt in "$WAL_DISKS"/*/; do
+    mountpoint -q "$mnt" && umount "$mnt"
+  done
+  rm -rf "$WAL_DISKS"
+}
+
 start_host() {
-  local name=$1 ip=$2 cname="$NAME_PREFIX$1" state
+  local name=$1 ip=$2 cname="$NAME_PREFIX$1" state volumes=()
+  case "$name" in
+    pg*) ensure_wal_disk "$name"; volumes=(-v "$WAL_DISKS/$name:$WAL_MOUNT") ;;
+  esac
   state=$($DOCKER inspect -f '{{.State.Status}}' "$cname" 2>/dev/null || true)
   case "$state" in
     running) return 0 ;;
@@ -90,7 +121,7 @@ start_host() {
     --cap-add SYS_ADMIN --cap-add NET_ADMIN \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --cgroupns=private --tmpfs /run --tmpfs /run/lock --stop-signal SIGRTMIN+3 \
-    "$IMAGE" >/dev/null
+    "${volumes[@]}" "$IMAGE" >/dev/null
   # A new container has new host keys: forget the old ones for its address.
   ssh-keygen -q -f "$LAB_DIR/ssh/known_hosts" -R "$ip" >/dev/null 2>&1 || true
 }
@@ -126,10 +157,12 @@ wait_ssh() {
   done
 }
 
+# The WAL disks go with the containers: a new cluster must not find an old one's WAL.
 remove_containers() {
   local ids
   ids=$($DOCKER ps -aq --filter label="$LABEL")
   [ -z "$ids" ] || $DOCKER rm -f $ids >/dev/null
+  remove_wal_disks
 }
 
 up() {
@@ -150,7 +183,19 @@ up() {
     remove_containers
     rm -f "$LAB_DIR/ssh/known_hosts"
   fi
-  local entry ips=()
+  local entry ips=() cname
+  for entry in $HOSTS; do
+    cname="$NAME_PREFIX${entry%%:*}"
+    case "$entry" in
+      pg*)
+        if $DOCKER inspect "$cname" >/dev/null 2>&1 \
+           && ! $DOCKER inspect -f '{{range .Mounts}}{{.Destination}} {{end}}' "$cname" | grep -qw "$WAL_MOUNT"; then
+          log "$cname has no WAL disk (made by an older lab.sh): recreating the lab"
+          remove_containers
+          rm -f "$LAB_DIR/ssh/known_hosts"
+        fi ;;
+    esac
+  done
   for entry in $HOSTS; do
     start_host "${entry%%:*}" "$PREFIX.${entry##*:}"
     authorize_key "$NAME_PREFIX${entry%%:*}"

@@ -27,11 +27,17 @@ if str(MODULE_UTILS) not in ansible.module_utils.__path__:
 def chaos_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test host has opted in (the lab's marker) unless a test removes the file."""
     import pgchaos_data_fault
+    import pgchaos_disk_fault
     import pgchaos_net_fault
     import pgchaos_service_fault
 
     marker = tmp_path / "chaos-target"
     marker.write_text("test host\n")
-    for module in (pgchaos_service_fault, pgchaos_net_fault, pgchaos_data_fault):
+    for module in (
+        pgchaos_service_fault,
+        pgchaos_net_fault,
+        pgchaos_data_fault,
+        pgchaos_disk_fault,
+    ):
         monkeypatch.setattr(module, "opted_in", marker.is_file)
     return marker
