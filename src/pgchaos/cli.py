@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--connect-timeout", type=_seconds, default=3.0, metavar="SEC")
     load.add_argument("--statement-timeout", type=_seconds, default=5.0, metavar="SEC")
     load.add_argument(
+        "--cancel-after",
+        type=_seconds,
+        default=None,
+        metavar="SEC",
+        help="send a cancel request for an operation still running after SEC seconds, as an "
+        "application's query timeout does (default: never); a commit waiting for its "
+        "synchronous standby is then acknowledged though committed on the primary only",
+    )
+    load.add_argument(
         "--max-backoff",
         type=_seconds,
         default=1.0,
@@ -212,6 +221,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 table=args.table,
                 connect_timeout=args.connect_timeout,
                 statement_timeout=args.statement_timeout,
+                cancel_after=args.cancel_after,
                 max_backoff=args.max_backoff,
                 quiet=args.quiet,
                 pid_file=args.pid_file,

@@ -48,6 +48,11 @@ OK = "ok"
 FAILED = "failed"
 IN_DOUBT = "in_doubt"
 
+# The error column of an acknowledged write whose wait for the synchronous standby was
+# cancelled: PostgreSQL still reports success, but only the primary holds the row, so a
+# failover can lose it.  A marker rather than a new column keeps old ledgers readable.
+SYNC_CANCELLED = "sync wait cancelled: committed locally only"
+
 # A record as the workers produce it: a plain tuple in FIELDS order, because
 # building one per operation has to be cheap.
 Row = tuple[object, ...]
@@ -79,6 +84,10 @@ class Record:
     @property
     def end(self) -> float:
         return self.time + self.latency_ms / 1000.0
+
+    @property
+    def committed_locally_only(self) -> bool:
+        return self.outcome == OK and self.error.startswith(SYNC_CANCELLED)
 
 
 _STOP = object()

@@ -44,6 +44,8 @@ class LoadOptions:
     pid_file: str | None = None
     # Readers on the write port: what they read is checked for read-your-writes.
     rw_readers: int = 1
+    # A client-side query timeout: a cancel request after this many seconds (None: never).
+    cancel_after: float | None = None
 
 
 def _preflight(params: str, what: str, dsn: str, table: str | None) -> bool:
@@ -64,6 +66,8 @@ def _check_options(opts: LoadOptions) -> None:
         raise UsageError("--rate and --duration must not be negative")
     if opts.connect_timeout <= 0 or opts.statement_timeout <= 0 or opts.max_backoff <= 0:
         raise UsageError("timeouts and --max-backoff must be positive")
+    if opts.cancel_after is not None and opts.cancel_after <= 0:
+        raise UsageError("--cancel-after must be positive")
 
 
 def _metadata(
@@ -89,6 +93,7 @@ def _metadata(
             "payload": PAYLOAD_KIND,
             "connect_timeout": opts.connect_timeout,
             "statement_timeout": opts.statement_timeout,
+            "cancel_after": opts.cancel_after,
             "max_backoff": opts.max_backoff,
         },
         "records": RECORDS_FILE,
@@ -158,6 +163,7 @@ def _run(
         rate=opts.rate,
         max_backoff=opts.max_backoff,
         statement_timeout=opts.statement_timeout,
+        cancel_after=opts.cancel_after,
         writers=opts.writers,
     )
     workers = [
@@ -195,7 +201,7 @@ def _run(
     try:
         for worker in workers:
             worker.start()
-        watchdog = Watchdog(workers, config.op_timeout, stop)
+        watchdog = Watchdog(workers, config.op_timeout, stop, config.cancel_after)
         watchdog.start()
         console.start_status(status.render)
         deadline = started + opts.duration if opts.duration else None

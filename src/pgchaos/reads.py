@@ -207,15 +207,21 @@ def non_monotonic(data: ReadData, endpoint: str) -> dict[str, Any]:
     return found
 
 
-def read_your_writes(data: ReadData) -> dict[str, Any]:
-    """Reads through the write port that missed an acknowledged write (must be none)."""
+def read_your_writes(data: ReadData, lost: Iterable[tuple[int, int]] = ()) -> dict[str, Any]:
+    """Reads through the write port that missed an acknowledged write (must be none).
+
+    ``of_lost_writes`` counts those whose missed write (writer, seq) is among ``lost``: a
+    symptom of that loss, judged with it, rather than a primary serving an old state.
+    """
     reads = data.reads.get(RW_READS)
-    found: dict[str, Any] = {"count": 0, "examples": []}
+    found: dict[str, Any] = {"count": 0, "of_lost_writes": 0, "examples": []}
     if reads is None:
         return found
     oldest, writer_of, seq_of = _oldest_missed(data, reads)
     bad = np.flatnonzero(~np.isnan(oldest))
     found["count"] = len(bad)
+    gone = set(lost)
+    found["of_lost_writes"] = sum((int(writer_of[i]), int(seq_of[i])) in gone for i in bad)
     for i in bad[:MAX_EXAMPLES]:
         found["examples"].append(
             {

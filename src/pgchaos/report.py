@@ -566,7 +566,7 @@ def _endpoint_headline(
     if endpoint == "rw":
         verify = summary.get("verify")
         if verify:
-            text += f"; {verify['lost']} acknowledged writes lost"
+            text += f"; {verify['lost']} acknowledged writes lost{_locally_only_lost(verify)}"
             if verify["ghosts"]:
                 text += f", {verify['ghosts']} ghost commits"
             if verify["lost"] or verify["ghosts"]:
@@ -590,6 +590,23 @@ def _endpoint_headline(
         else:
             text += "; no read anomalies"
     return level, text + "."
+
+
+def _locally_only_lost(verify: dict[str, Any]) -> str:
+    """The lost writes whose commit skipped the synchronous standby; "" when none did."""
+    # None in summaries of verify.json files that predate the count.
+    count = verify.get("lost_after_sync_cancel") or 0
+    return f" ({count} of them after a cancelled synchronous replication wait)" if count else ""
+
+
+def _locally_only_acknowledged(verify: dict[str, Any]) -> str:
+    count = verify.get("acknowledged_unreplicated") or 0
+    if not count:
+        return ""
+    return (
+        f" {count} writes were acknowledged after their wait for the synchronous standby was"
+        " cancelled (committed on the primary only)."
+    )
 
 
 def headline(summary: dict[str, Any]) -> list[Line]:
@@ -792,8 +809,9 @@ def render_html(summary: dict[str, Any], plots: list[Path]) -> str:
     if verify:
         rpo = (
             f"<p class='{'bad' if verify['lost'] else 'good'}'>Writes checked: {verify['writes']}."
-            f" Acknowledged and <b>lost: {verify['lost']}</b>; ghost commits: {verify['ghosts']};"
-            f" in doubt: {verify['in_doubt']}.</p>"
+            f" Acknowledged and <b>lost: {verify['lost']}</b>{_locally_only_lost(verify)};"
+            f" ghost commits: {verify['ghosts']}; in doubt: {verify['in_doubt']}."
+            f"{_locally_only_acknowledged(verify)}</p>"
         )
     else:
         rpo = "<p>Not verified yet: run <code>pgchaos verify RUN</code>, then report again.</p>"
@@ -959,8 +977,8 @@ def run_report(run_dir: Path, *, quiet: bool = False) -> int:
         verify = summary.get("verify")
         if verify:
             print(
-                f"verify: {verify['lost']} lost, {verify['ghosts']} ghosts, "
-                f"{verify['in_doubt']} in doubt"
+                f"verify: {verify['lost']} lost{_locally_only_lost(verify)}, "
+                f"{verify['ghosts']} ghosts, {verify['in_doubt']} in doubt"
             )
         print(f"split brain: {'YES' if summary['split_brain'] else 'no'}")
         measured = [x for x in summary["layers"] if x["seconds"] is not None]

@@ -84,6 +84,15 @@ DEFINITIONS = {
     "seen_then_lost": (
         "acknowledged writes absent at verify time that a read had seen (verify.seen_then_lost)"
     ),
+    "acknowledged_unreplicated": (
+        "acknowledged writes whose commit's wait for the synchronous standby was cancelled:"
+        " PostgreSQL warned that the transaction had committed locally only and still"
+        " reported success (verify.acknowledged_unreplicated)"
+    ),
+    "lost_after_sync_cancel": (
+        "the lost writes (verify.lost counts them too) that were acknowledged_unreplicated:"
+        " acknowledged without the standby's confirmation, unlike the other lost writes"
+    ),
     "split_brain_overlaps": (
         "per pair of terms on different servers with interleaved acknowledgements: the window"
         " where both terms acknowledged writes and how many acknowledgements fell inside it"
@@ -645,6 +654,9 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
                 "read_your_writes": (verified.get("reads") or {}).get("read_your_writes"),
                 "altered": verified.get("altered"),
                 "duplicated": verified.get("duplicated"),
+                # absent from verify.json files written before sync cancels were told apart
+                "acknowledged_unreplicated": verified.get("acknowledged_unreplicated"),
+                "lost_after_sync_cancel": verified.get("lost_after_sync_cancel"),
             }
         except (OSError, ValueError, KeyError, TypeError) as exc:
             summary["warnings"].append(f"verify.json ignored: {exc}")

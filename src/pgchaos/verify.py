@@ -3,7 +3,9 @@
 The recorded ids are COPYed into a temp table and joined with the ledger table
 once; on a read-only server (checking a replica) they are looked up in batches.
 Classes: acknowledged and present / lost, in doubt and present (ghost) / absent,
-failed and present (ghost) / absent, plus rows of the run that nobody recorded.
+failed and present (ghost) / absent, plus rows of the run that nobody recorded.  Acknowledged
+writes whose commit skipped the synchronous standby (a cancelled wait, marked in the ledger)
+are counted apart, and so are those of them that are lost.
 Then what the readers saw is checked against the writes (:mod:`pgchaos.reads`): exit
 status 1 for a lost write, for a lost write that a reader had seen, and for a read through
 the write port that missed an acknowledged write.
@@ -75,10 +77,14 @@ class Findings:
     altered: int = 0
     altered_ids: list[str] = field(default_factory=list)
     duplicated: int = 0
+    # acknowledged writes whose commit skipped the synchronous standby, by present
+    locally_only: Counter[bool] = field(default_factory=Counter)
 
     def note(self, outcome: str, present: bool, rec: Record) -> None:
         key = (outcome, present)
         self.counts[key] += 1
+        if rec.committed_locally_only:
+            self.locally_only[present] += 1
         if key == (OK, False) and rec.seq:
             self.lost.append((rec.worker, int(rec.seq)))
         if key in INTERESTING:
@@ -98,6 +104,11 @@ def _writes(run_dir: Path) -> Iterator[Record]:
     return (r for r in read_records(run_dir) if r.kind == "write" and r.id)
 
 
+def _copy_row(rec: Record) -> tuple[object, ...]:
+    """A recorded write as a row of the pgchaos_verify temp table."""
+    return (rec.id, rec.outcome, rec.time, rec.worker, rec.seq or None, rec.committed_locally_only)
+
+
 def _join_in_temp_table(
     conn: psycopg.Connection[Any], run_dir: Path, table: str, run_id: str, checksums: bool
 ) -> Findings:
@@ -106,21 +117,26 @@ def _join_in_temp_table(
     ledger = table_ident(table)
     conn.execute(
         "create temp table pgchaos_verify"
-        " (id uuid, outcome text, t double precision, writer int, seq bigint)"
-        " on commit drop"
+        " (id uuid, outcome text, t double precision, writer int, seq bigint,"
+        " locally_only boolean) on commit drop"
     )
-    with conn.cursor().copy("copy pgchaos_verify (id, outcome, t, writer, seq) from stdin") as cp:
+    with conn.cursor().copy(
+        "copy pgchaos_verify (id, outcome, t, writer, seq, locally_only) from stdin"
+    ) as cp:
         for rec in _writes(run_dir):
-            cp.write_row((rec.id, rec.outcome, rec.time, rec.worker, rec.seq or None))
+            cp.write_row(_copy_row(rec))
             found.written += 1
     conn.execute("analyze pgchaos_verify")
     rows = conn.execute(
         sql.SQL(
-            "select v.outcome, l.id is not null, count(*)"
-            " from pgchaos_verify v left join {} l on l.id = v.id group by 1, 2"
+            "select v.outcome, l.id is not null, v.locally_only, count(*)"
+            " from pgchaos_verify v left join {} l on l.id = v.id group by 1, 2, 3"
         ).format(ledger)
     ).fetchall()
-    found.counts.update({(outcome, bool(present)): n for outcome, present, n in rows})
+    for outcome, present, locally_only, n in rows:
+        found.counts[(outcome, bool(present))] += n
+        if locally_only:
+            found.locally_only[bool(present)] += n
     for key in INTERESTING:
         # Spelled as (not) exists so the planner can use a semi/anti join.
         examples = conn.execute(
@@ -295,6 +311,11 @@ def verify_run(
         "in_doubt": {"present": n(IN_DOUBT, True), "absent": n(IN_DOUBT, False)},
         "failed": {"present": n(FAILED, True), "absent": n(FAILED, False)},
         "lost": n(OK, False),
+        # acknowledged although their commit skipped the synchronous standby (ledger.py's
+        # SYNC_CANCELLED), and the lost writes split into those and the others
+        "acknowledged_unreplicated": sum(found.locally_only.values()),
+        "lost_after_sync_cancel": found.locally_only[False],
+        "lost_other": n(OK, False) - found.locally_only[False],
         "ghosts": n(IN_DOUBT, True) + n(FAILED, True),
         "in_doubt_total": n(IN_DOUBT, True) + n(IN_DOUBT, False),
         "unrecorded_rows": found.unrecorded,
@@ -311,13 +332,26 @@ def verify_run(
         + found.listed.get((FAILED, True), []),
         "reads": {
             "seen_then_lost": reads.seen_then_lost(seen, found.lost),
-            "read_your_writes": rw_reads.get("read_your_writes"),
+            # Again with the lost writes known, to tell reads that missed one of them apart.
+            "read_your_writes": (
+                reads.read_your_writes(seen, found.lost)
+                if rw_reads.get("read_your_writes") is not None
+                else None
+            ),
             "non_monotonic": {
                 ep: f["read_anomalies"]["non_monotonic"]["count"] for ep, f in read_figures.items()
             },
             "staleness_s": {ep: f["staleness_s"] for ep, f in read_figures.items()},
         },
     }
+
+
+def _sync_cancel_line(result: dict[str, Any]) -> str:
+    return (
+        f"{result['acknowledged_unreplicated']} acknowledged writes committed locally only"
+        f" (synchronous replication wait cancelled): {result['lost_after_sync_cancel']} of them"
+        f" LOST; {result['lost_other']} other acknowledged writes LOST"
+    )
 
 
 def run_verify(
@@ -346,6 +380,8 @@ def run_verify(
         f"{result['in_doubt']['absent']} absent; "
         f"failed {result['failed']['present']} present (ghost), {result['failed']['absent']} absent"
     )
+    if result["acknowledged_unreplicated"]:
+        print(_sync_cancel_line(result))
     if result["altered"] or result["duplicated"]:
         print(
             f"{result['altered']} rows ALTERED since they were written, "

@@ -16,13 +16,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import sql
 
 from pgchaos.classify import CONNECTION_LOST, READ_ONLY, TIMEOUT, classify, first_line
-from pgchaos.ledger import FAILED, IN_DOUBT, OK, RW_READS, Row
+from pgchaos.ledger import FAILED, IN_DOUBT, OK, RW_READS, SYNC_CANCELLED, Row
 from pgchaos.state import Identity, StateTracker
 
 IDENTITY_SQL = """
@@ -44,6 +44,8 @@ class WorkloadConfig:
     rate: float = 20.0
     max_backoff: float = 1.0
     statement_timeout: float = 5.0
+    # Seconds after which a client-side query timeout sends a cancel request (None: never).
+    cancel_after: float | None = None
     identity_interval: float = 1.0
     # How many writers the run has: readers look for the newest row of each.
     writers: int = 0
@@ -52,6 +54,39 @@ class WorkloadConfig:
     def op_timeout(self) -> float:
         """How long the watchdog lets one operation run before cutting the connection."""
         return self.statement_timeout + 2.0
+
+
+class Notice(Protocol):
+    """What a notice handler is given (psycopg's Diagnostic), as far as we read it."""
+
+    @property
+    def severity(self) -> str | None: ...
+    @property
+    def severity_nonlocalized(self) -> str | None: ...
+    @property
+    def message_primary(self) -> str | None: ...
+    @property
+    def message_detail(self) -> str | None: ...
+
+
+# PostgreSQL (syncrep.c) answers a cancelled wait for the synchronous standby with a
+# WARNING and a success, not an error.  Its sqlstate is the generic 01000 (57P01 when the
+# backend is being terminated), so only the text identifies it: the DETAIL is the same in
+# both cases.  The text follows the server's lc_messages; a translated one goes unnoticed.
+_SYNC_CANCEL_DETAIL = "has already committed locally"
+_SYNC_CANCEL_PRIMARY = "wait for synchronous replication"
+
+
+def sync_wait_cancelled(notice: Notice) -> bool:
+    """True for the warning of a commit that did not wait for its synchronous standby."""
+    severity = notice.severity_nonlocalized or notice.severity
+    if severity != "WARNING":
+        return False
+    primary = notice.message_primary or ""
+    detail = notice.message_detail or ""
+    return _SYNC_CANCEL_DETAIL in detail or (
+        primary.startswith("canceling") and _SYNC_CANCEL_PRIMARY in primary
+    )
 
 
 def payload_of(row_id: str, run_id: str, writer: int, seq: int) -> str:
@@ -150,6 +185,10 @@ class Worker(threading.Thread):
         # monotonic start of the server interaction in progress (0: none); read by the watchdog
         self.busy_since = 0.0
         self.aborted = False
+        # The watchdog asked the server to cancel the operation in progress.
+        self.cancel_sent = False
+        # Set by the notice handler while a write runs: its commit skipped the standby.
+        self.sync_cancelled = False
         # Rendered to plain strings once: psycopg caches the parsing of string
         # queries, while a Composed object would be rendered again on every call.
         table = table_ident(config.table).as_string(None)
@@ -184,6 +223,7 @@ class Worker(threading.Thread):
         self.conn = conn
         self.cursor = conn.cursor()
         self.aborted = False
+        conn.add_notice_handler(self._on_notice)
         try:
             self._refresh_identity()
         except Exception as exc:
@@ -204,9 +244,14 @@ class Worker(threading.Thread):
         self.tracker.failure(self.endpoint, error_class, message, started)
         self.backoff = min(self.config.max_backoff, max(0.05, self.backoff * 2))
 
+    def _on_notice(self, notice: psycopg.errors.Diagnostic) -> None:
+        if sync_wait_cancelled(notice):
+            self.sync_cancelled = True
+
     def _refresh_identity(self) -> None:
         assert self.cursor is not None
         cur = self.cursor
+        self.cancel_sent = False
         self.busy_since = time.monotonic()
         try:
             cur.execute(IDENTITY_SQL)
@@ -258,6 +303,21 @@ class Worker(threading.Thread):
                 sock.close()
         except Exception:  # noqa: S110 - the connection may already be gone; nothing to cut then
             pass
+
+    def cancel(self, since: float) -> None:
+        """Ask the server to cancel the operation begun at ``since``, as a query timeout does.
+
+        Unlike abort() the connection survives: the server answers the statement with an
+        error, or, for a commit waiting for its synchronous standby, with a warning and a
+        success (the commit is already done locally).
+        """
+        conn = self.conn
+        # The operation may have ended meanwhile: never cancel the next one.
+        if conn is None or self.busy_since != since:
+            return
+        # A node that does not answer the cancel request: abort() deals with it later.
+        with contextlib.suppress(Exception):
+            conn.cancel_safe(timeout=self.config.statement_timeout)
 
     # -- the operation loop ---------------------------------------------------
 
@@ -363,7 +423,9 @@ class Worker(threading.Thread):
         seq = str(self.seq)
         started = time.time()
         t0 = time.perf_counter()
+        self.cancel_sent = False
         self.busy_since = time.monotonic()
+        self.sync_cancelled = False
         try:
             self.cursor.execute(
                 self.insert_sql,
@@ -384,13 +446,16 @@ class Worker(threading.Thread):
         latency = (time.perf_counter() - t0) * 1000.0
         self.ok += 1
         self.backoff = 0.0
-        self._put(started, "write", latency, OK, "", row_id, seq, "", "", "")
+        # Still acknowledged: the client was told the write succeeded, which is the point.
+        note = SYNC_CANCELLED if self.sync_cancelled else ""
+        self._put(started, "write", latency, OK, "", row_id, seq, "", "", note)
         self.tracker.success(self.endpoint, self.identity, started)
 
     def _read(self) -> None:
         assert self.cursor is not None
         started = time.time()
         t0 = time.perf_counter()
+        self.cancel_sent = False
         self.busy_since = time.monotonic()
         try:
             self.cursor.execute(
@@ -439,13 +504,20 @@ class Worker(threading.Thread):
 
 
 class Watchdog(threading.Thread):
-    """Cuts connections whose operation outlives every server-side timeout."""
+    """Cancels operations that outlive cancel_after, cuts those outliving every timeout."""
 
-    def __init__(self, workers: list[Worker], timeout: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        workers: list[Worker],
+        timeout: float,
+        stop: threading.Event,
+        cancel_after: float | None = None,
+    ) -> None:
         super().__init__(name="watchdog", daemon=True)
         self.workers = workers
         self.timeout = timeout
         self.stop = stop
+        self.cancel_after = cancel_after
 
     def run(self) -> None:
         while not self.stop.wait(0.25):
@@ -463,3 +535,15 @@ class Watchdog(threading.Thread):
             since = worker.busy_since
             if since and now - since > self.timeout:
                 worker.abort()
+            elif (
+                since
+                and self.cancel_after is not None
+                and now - since > self.cancel_after
+                and not worker.cancel_sent
+            ):
+                worker.cancel_sent = True
+                # A cancel request opens a connection of its own, which a hung node can
+                # hold up: never in the watchdog's own thread.
+                threading.Thread(
+                    target=worker.cancel, args=(since,), name="cancel", daemon=True
+                ).start()

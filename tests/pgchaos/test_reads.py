@@ -162,3 +162,14 @@ def test_a_damaged_seen_column_is_reported(tmp_path: Path) -> None:
     bad[FIELDS.index("seen")] = "1 x"
     with pytest.raises(UsageError, match="damaged record"):
         run(tmp_path, [bad, read(1002.0, [1])])
+
+
+def test_read_your_writes_tells_reads_that_missed_a_lost_write_apart(tmp_path: Path) -> None:
+    rows = [
+        *steady_writes(),
+        read(1005.1, [40], endpoint="rwr", server=B),  # missed 41..50: 41 is lost
+        read(1005.2, [44], endpoint="rwr", server=B),  # missed 45..50: 45 is there
+    ]
+    found = reads.read_your_writes(run(tmp_path, rows), lost=[(0, 41)])
+    assert found["count"] == 2
+    assert found["of_lost_writes"] == 1

@@ -104,6 +104,7 @@ def test_report_with_events_and_verify(
     assert summary["verify"]["writes"] > 0
     assert "primary-crash" in html
     assert "lost: 0" in html
+    assert "synchronous replication" not in html
     assert "warning: events.jsonl:4" in result.stdout
 
 
@@ -183,6 +184,30 @@ def test_window_arithmetic(tmp_path: Path) -> None:
     assert ro_window["recovered"] is False
     assert ro_window["start_s"] == 0.0
     assert ro_window["end_s"] == 20.0
+
+
+def test_a_verify_json_from_before_sync_cancels_were_counted_still_reports(
+    tmp_path: Path, cli: CliRunner
+) -> None:
+    _write_run(tmp_path / "run", [(1001.0, "rw", "write", 10.0, "ok", "")])
+    old_verify = {
+        "lost": 3,
+        "ghosts": 0,
+        "in_doubt_total": 0,
+        "acknowledged": {"present": 7, "lost": 3},
+        "writes": 10,
+    }
+    (tmp_path / "run" / "verify.json").write_text(json.dumps(old_verify))
+    result = cli("report", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    verify = read_json(tmp_path / "run" / "summary.json")["verify"]
+    assert verify["lost"] == 3
+    assert verify["lost_after_sync_cancel"] is None
+    assert verify["acknowledged_unreplicated"] is None
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert "lost: 3</b>;" in html
+    assert "synchronous" not in html
+    assert "verify: 3 lost, 0 ghosts" in result.stdout
 
 
 def test_report_of_a_run_without_records(tmp_path: Path, cli: CliRunner) -> None:
