@@ -88,19 +88,28 @@ ensure_wal_disk() {
   local name=$1 image="$WAL_DISKS/$1.img" mnt="$WAL_DISKS/$1"
   mkdir -p "$mnt"
   if [ ! -f "$image" ]; then
-    truncate -s "$WAL_DISK_SIZE" "$image"
-    mkfs.ext4 -q -F -L "wal-$name" "$image"
+    # Made aside and renamed: a failed mkfs leaves no unformatted image to mount next time.
+    rm -f "$image.new"
+    truncate -s "$WAL_DISK_SIZE" "$image.new"
+    mkfs.ext4 -q -F -L "wal-$name" "$image.new"
+    mv "$image.new" "$image"
   fi
   mountpoint -q "$mnt" || mount -o loop "$image" "$mnt"
 }
 
+# Only what ensure_wal_disk made, host by host: WAL_DISKS may be a directory with other
+# things in it.
 remove_wal_disks() {
-  local mnt
+  local entry name
   [ -d "$WAL_DISKS" ] || return 0
-  for mnt in "$WAL_DISKS"/*/; do
-    mountpoint -q "$mnt" && umount "$mnt"
+  for entry in $HOSTS; do
+    name=${entry%%:*}
+    case "$name" in pg*) ;; *) continue ;; esac
+    if mountpoint -q "$WAL_DISKS/$name"; then umount "$WAL_DISKS/$name"; fi
+    rm -f "$WAL_DISKS/$name.img" "$WAL_DISKS/$name.img.new"
+    [ ! -d "$WAL_DISKS/$name" ] || rmdir "$WAL_DISKS/$name"
   done
-  rm -rf "$WAL_DISKS"
+  rmdir "$WAL_DISKS" 2>/dev/null || true
 }
 
 start_host() {

@@ -43,11 +43,15 @@ options:
         C(.pgchaos-lost)).
       - C(restored) puts the aside copy back where O(path) is missing, then starts
         O(service).  Refused when O(path) exists again (rebuilt), whose copy is discarded instead.
+      - C(held) only disarms the dead-man timer and keeps the copy aside - before the data is
+        rebuilt some other way, so that the timer cannot put the old data back in the middle
+        of the rebuild.
       - C(discarded) deletes the aside copy once the data has been rebuilt some other way.
-      - C(restored) and C(discarded) disarm the dead-man timer.
+      - C(restored), C(held) and C(discarded) disarm the dead-man timer.
+      - C(restored) starts O(service) only when it puts data back.
     type: str
     required: true
-    choices: [lost, restored, discarded]
+    choices: [lost, restored, held, discarded]
   service:
     description: The systemd unit that owns the data; stopped before the loss and started
       after a restore (also by the dead-man timer).
@@ -73,6 +77,12 @@ EXAMPLES = r"""
     state: lost
     service: etcd
     dead_man_seconds: 300
+  delegate_to: etcd2
+
+- name: Before rebuilding the member, keep the timer from putting the old data back
+  pgchaos_data_fault:
+    path: /var/lib/etcd/pgchaos/member
+    state: held
   delegate_to: etcd2
 
 - name: Once the member has been rebuilt, drop the copy that was moved aside
@@ -125,6 +135,8 @@ def layout(path: str) -> str:
 
 
 def predict_changed(state: str, before: str) -> bool:
+    if state == "held":
+        return False
     if state == "lost":
         return before == "present"
     if state == "restored":
@@ -188,6 +200,13 @@ class DataFault:
             self.module.fail_json(
                 msg=f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}"
             )
+
+    def armed(self) -> bool:
+        if self.systemctl is None:
+            return False
+        unit = dead_man_unit(dead_man_name(self.path)) + ".timer"
+        rc, _, _ = self.module.run_command([self.systemctl, "is-active", "--quiet", unit])
+        return rc == 0
 
     def disarm(self) -> None:
         if self.systemctl is None:
@@ -261,12 +280,14 @@ class DataFault:
                 msg=gate_message(MARKER, f"move {self.path} aside"), **self.result
             )
         changed = predict_changed(self.state, before)
+        if self.state == "held":
+            changed = self.armed()
         if self.module.check_mode:
             self.module.exit_json(changed=changed, **self.result)
         if self.state != "lost":
             # Whoever puts the data right disarms its timer, changed or not.
             self.disarm()
-        if changed:
+        if changed and self.state != "held":
             {"lost": self.lose, "restored": self.restore, "discarded": self.discard}[self.state]()
         self.module.exit_json(changed=changed, **self.result)
 
@@ -278,7 +299,7 @@ def main() -> None:
             "state": {
                 "type": "str",
                 "required": True,
-                "choices": ["lost", "restored", "discarded"],
+                "choices": ["lost", "restored", "held", "discarded"],
             },
             "service": {"type": "str"},
             "dead_man_seconds": {"type": "float", "default": 0},

@@ -20,10 +20,10 @@ description:
     (its mount point), as large as the space left there minus O(leave_bytes), so that the
     next writes to O(path) fail with "No space left on device".  O(state=absent) deletes that
     file and nothing else.
-  - Bounded - refused when the filesystem has more than O(max_fill_bytes) available (a big
-    disk is not one this fault was meant for), and when it is the filesystem of C(/) unless
-    O(allow_root_fs) is true, since filling the root filesystem starves every service of
-    the host.
+  - Bounded - refused when the filesystem is bigger than O(max_fill_bytes) in all (whatever
+    is free on it - a big disk, such as the host's own behind a bind mount, is not one this
+    fault was meant for), and when it is the filesystem of C(/) unless O(allow_root_fs) is
+    true, since filling the root filesystem starves every service of the host.
   - A dead-man timer (O(dead_man_seconds)) deletes the fill file if nobody does in time.
 version_added: "0.3.0"
 author: pgchaos contributors
@@ -43,7 +43,7 @@ options:
     type: int
     default: 0
   max_fill_bytes:
-    description: Refuse to fill a filesystem with more than this many bytes available.
+    description: Refuse to fill a filesystem whose total size is more than this many bytes.
     type: int
     default: 8589934592
   allow_root_fs:
@@ -102,7 +102,8 @@ available_before:
   type: int
   sample: 512004096
 available_after:
-  description: Bytes available after the run (equal to RV(available_before) in check mode).
+  description: Bytes available after the run (equal to RV(available_before) in check mode and
+    when nothing changed).
   returned: always
   type: int
   sample: 0
@@ -128,6 +129,11 @@ def available(path: str) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def total_size(path: str) -> int:
+    st = os.statvfs(path)
+    return st.f_blocks * st.f_frsize
+
+
 def mount_point(path: str) -> str:
     path = os.path.realpath(path)
     while not os.path.ismount(path):
@@ -143,16 +149,16 @@ def fill_size(avail: int, leave: int) -> int:
     return max(0, avail - leave)
 
 
-def refusal(avail: int, leave: int, max_fill: int, on_root: bool, allow_root: bool) -> str | None:
+def refusal(size: int, max_fill: int, on_root: bool, allow_root: bool) -> str | None:
     if on_root and not allow_root:
         return (
             "refusing to fill the filesystem of / (every service of the host would starve): "
             "put the directory on a filesystem of its own, or set allow_root_fs=true"
         )
-    if fill_size(avail, leave) > max_fill:
+    if size > max_fill:
         return (
-            f"refusing to fill {fill_size(avail, leave)} bytes, more than max_fill_bytes "
-            f"({max_fill}): this filesystem is bigger than the fault is meant for"
+            f"refusing to fill a filesystem of {size} bytes, more than max_fill_bytes "
+            f"({max_fill}): it is bigger than the disk this fault is meant for"
         )
     return None
 
@@ -201,7 +207,7 @@ class DiskFault:
         rc, out, err = self.module.run_command(cmd)
         if rc != 0:
             self.module.fail_json(
-                msg=f"the disk is full but its dead-man timer could not be armed: "
+                msg=f"not filling the disk: its dead-man timer could not be armed: "
                 f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}"
             )
         return dead_man_unit(name)
@@ -221,7 +227,7 @@ class DiskFault:
     def fill(self, avail: int) -> None:
         params = self.module.params
         on_root = same_filesystem(self.path, "/")
-        why = refusal(avail, params["leave_bytes"], params["max_fill_bytes"], on_root,
+        why = refusal(total_size(self.path), params["max_fill_bytes"], on_root,
                       params["allow_root_fs"])  # fmt: skip
         if why:
             self.module.fail_json(msg=why, **self.result(avail))
@@ -229,19 +235,23 @@ class DiskFault:
             self.module.fail_json(msg=gate_message(MARKER, f"fill the disk of {self.path}"))
         # A fill file already there is part of the space counted as used: nothing to add.
         changed = not os.path.exists(self.fill_file)
-        if self.module.check_mode or not changed:
+        if self.module.check_mode:
             self.module.exit_json(changed=changed, **self.result(avail, available_after=avail))
+        # Armed before the disk fills: a fill is never left without its way back.
+        dead_man = self.arm() if params["dead_man_seconds"] > 0 else None
+        if not changed:
+            self.module.exit_json(
+                changed=False, **self.result(avail, available_after=avail, dead_man=dead_man)
+            )
         try:
             write_fill(self.fill_file, fill_size(avail, params["leave_bytes"]))
         except OSError as exc:
             # ENOSPC near the end is the point; anything else is a real failure.
             if exc.errno != 28:
                 os.unlink(self.fill_file)
+                self.disarm()
                 self.module.fail_json(msg=f"cannot write {self.fill_file}: {exc}")
-        done = self.result(avail)
-        if params["dead_man_seconds"] > 0:
-            done["dead_man"] = self.arm()
-        self.module.exit_json(changed=True, **done)
+        self.module.exit_json(changed=True, **self.result(avail, dead_man=dead_man))
 
     def free(self, avail: int) -> None:
         changed = os.path.exists(self.fill_file)

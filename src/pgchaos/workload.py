@@ -185,8 +185,8 @@ class Worker(threading.Thread):
         # monotonic start of the server interaction in progress (0: none); read by the watchdog
         self.busy_since = 0.0
         self.aborted = False
-        # The watchdog asked the server to cancel the operation in progress.
-        self.cancel_sent = False
+        # busy_since of the operation the watchdog last asked the server to cancel.
+        self.cancelled_since = 0.0
         # Set by the notice handler while a write runs: its commit skipped the standby.
         self.sync_cancelled = False
         # Rendered to plain strings once: psycopg caches the parsing of string
@@ -251,7 +251,6 @@ class Worker(threading.Thread):
     def _refresh_identity(self) -> None:
         assert self.cursor is not None
         cur = self.cursor
-        self.cancel_sent = False
         self.busy_since = time.monotonic()
         try:
             cur.execute(IDENTITY_SQL)
@@ -423,7 +422,6 @@ class Worker(threading.Thread):
         seq = str(self.seq)
         started = time.time()
         t0 = time.perf_counter()
-        self.cancel_sent = False
         self.busy_since = time.monotonic()
         self.sync_cancelled = False
         try:
@@ -455,7 +453,6 @@ class Worker(threading.Thread):
         assert self.cursor is not None
         started = time.time()
         t0 = time.perf_counter()
-        self.cancel_sent = False
         self.busy_since = time.monotonic()
         try:
             self.cursor.execute(
@@ -539,9 +536,9 @@ class Watchdog(threading.Thread):
                 since
                 and self.cancel_after is not None
                 and now - since > self.cancel_after
-                and not worker.cancel_sent
+                and worker.cancelled_since != since
             ):
-                worker.cancel_sent = True
+                worker.cancelled_since = since
                 # A cancel request opens a connection of its own, which a hung node can
                 # hold up: never in the watchdog's own thread.
                 threading.Thread(

@@ -152,3 +152,25 @@ def test_the_dead_man_leaves_a_rebuilt_directory_alone(data: Path, tmp_path: Pat
     assert list(data.iterdir()) == []
     assert aside(data).is_dir()
     assert (tmp_path / "started").read_text() == "start etcd\n"
+
+
+def test_held_disarms_an_armed_timer_and_keeps_the_copy(data: Path) -> None:
+    run(path=str(data), state="lost", dead_man_seconds=300)
+
+    # systemctl answers 0 to everything: the timer is active, and stopping it works.
+    with module_env(lambda argv: (0, "", "")) as commands:
+        result = run_main(mod.main, {"path": str(data), "state": "held"})
+    assert result["changed"] is True
+    stops = [c for c in commands.calls if c[1] == "stop"]
+    assert stops
+    assert "pgchaos-deadman-data-member.timer" in stops[0]
+    assert aside(data).is_dir()
+    assert not data.exists()
+
+
+def test_held_without_a_timer_changes_nothing(data: Path) -> None:
+    run(path=str(data), state="lost")
+    with module_env(lambda argv: (3, "", "")):
+        result = run_main(mod.main, {"path": str(data), "state": "held"})
+    assert result["changed"] is False
+    assert aside(data).is_dir()

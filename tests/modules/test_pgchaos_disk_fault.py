@@ -24,6 +24,7 @@ def disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         return BUDGET - (fill.stat().st_size if fill.exists() else 0)
 
     monkeypatch.setattr(mod, "available", available)
+    monkeypatch.setattr(mod, "total_size", lambda path: BUDGET)
     monkeypatch.setattr(mod, "same_filesystem", lambda a, b: False)
     # The test's directory stands for a filesystem of its own.
     monkeypatch.setattr(mod, "mount_point", lambda path: str(tmp_path))
@@ -94,8 +95,8 @@ def test_the_root_filesystem_is_refused(disk: Path, monkeypatch: pytest.MonkeyPa
     assert not (disk / mod.FILL_NAME).exists()
 
 
-def test_a_big_filesystem_is_refused(disk: Path) -> None:
-    msg = fail(path=str(disk), state="present", max_fill_bytes=1024 * 1024)
+def test_a_big_filesystem_is_refused_however_little_is_free(disk: Path) -> None:
+    msg = fail(path=str(disk), state="present", max_fill_bytes=1024 * 1024, leave_bytes=BUDGET)
     assert "more than max_fill_bytes" in msg
     assert not (disk / mod.FILL_NAME).exists()
 
@@ -110,6 +111,7 @@ def test_the_dead_man_timer_deletes_the_fill_file(disk: Path) -> None:
     assert result["dead_man"] == f"pgchaos-deadman-fill-{disk.name}"
     arm = next(c for c in calls if c[0] == "systemd-run")
     assert "--on-active=120s" in arm
+    assert (disk / mod.FILL_NAME).exists()
     assert arm[-3:] == ["/bin/rm", "-f", str(disk / mod.FILL_NAME)]
 
 
@@ -121,3 +123,15 @@ def test_bad_numbers_are_refused(disk: Path, args: dict[str, Any]) -> None:
 def test_the_mount_point_of_a_path() -> None:
     assert mod.mount_point("/proc/self") == "/proc"
     assert mod.mount_point("/") == "/"
+
+
+def test_no_fill_without_its_dead_man_timer(disk: Path) -> None:
+    def refuse_timer(argv: list[str]) -> tuple[int, str, str]:
+        return (
+            (1, "", "Failed to start transient timer") if "systemd-run" in argv[0] else (0, "", "")
+        )
+
+    with module_env(refuse_timer), pytest.raises(ModuleFail) as info:
+        run_main(mod.main, {"path": str(disk), "state": "present", "dead_man_seconds": 60})
+    assert "dead-man timer could not be armed" in str(info.value.result["msg"])
+    assert not (disk / mod.FILL_NAME).exists()
