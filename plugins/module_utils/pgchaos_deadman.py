@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import Any
 
 UNIT_PREFIX = "pgchaos-deadman-"
 
@@ -45,3 +46,26 @@ def disarm_commands(systemctl: str, fault: str) -> list[list[str]]:
 def shell(*commands: list[str]) -> list[str]:
     """One ``/bin/sh -c`` running every command even when one fails (undo what can be)."""
     return ["/bin/sh", "-c", "; ".join(shlex.join(c) for c in commands)]
+
+
+def disarm(module: Any, systemctl: str | None, fault: str) -> None:
+    """Stop a fault's timer through ``module.run_command``; one that is not there is fine."""
+    if systemctl is None:
+        return
+    for cmd in disarm_commands(systemctl, fault):
+        module.run_command(cmd)
+
+
+def arm(module: Any, systemctl: str | None, fault: str, seconds: float, undo: list[str],
+        state: str) -> str:  # fmt: skip
+    """Arm (or re-arm) a fault's timer; ``state`` says where the fault stands if that fails."""
+    systemd_run = module.get_bin_path("systemd-run", required=True)
+    disarm(module, systemctl, fault)
+    cmd = arm_command(systemd_run, fault, seconds, undo)
+    rc, out, err = module.run_command(cmd)
+    if rc != 0:
+        module.fail_json(
+            msg=f"{state}: its dead-man timer could not be armed: "
+            f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}"
+        )
+    return unit_name(fault)

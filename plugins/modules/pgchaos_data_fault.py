@@ -8,14 +8,10 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgchaos_deadman import (
-    arm_command,
-    disarm_commands,
-    shell,
-)
-from ansible.module_utils.pgchaos_deadman import (
-    unit_name as dead_man_unit,
-)
+from ansible.module_utils.pgchaos_deadman import arm as arm_timer
+from ansible.module_utils.pgchaos_deadman import disarm as disarm_timer
+from ansible.module_utils.pgchaos_deadman import shell
+from ansible.module_utils.pgchaos_deadman import unit_name as dead_man_unit
 from ansible.module_utils.pgchaos_gate import MARKER, gate_message, opted_in
 
 DOCUMENTATION = r"""
@@ -209,25 +205,13 @@ class DataFault:
         return rc == 0
 
     def disarm(self) -> None:
-        if self.systemctl is None:
-            return
-        # Stopping a timer that is not there fails harmlessly: nothing to check.
-        for cmd in disarm_commands(self.systemctl, dead_man_name(self.path)):
-            self.module.run_command(cmd)
+        disarm_timer(self.module, self.systemctl, dead_man_name(self.path))
 
     def arm(self) -> str:
-        systemd_run = self.module.get_bin_path("systemd-run", required=True)
-        name = dead_man_name(self.path)
-        self.disarm()
-        cmd = arm_command(systemd_run, name, self.module.params["dead_man_seconds"],
-                          undo_command(str(self.systemctl), self.path, self.service))  # fmt: skip
-        rc, out, err = self.module.run_command(cmd)
-        if rc != 0:
-            self.module.fail_json(
-                msg=f"the data is aside at {self.aside} but its dead-man timer could not be "
-                f"armed: {' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}"
-            )
-        return dead_man_unit(name)
+        undo = undo_command(str(self.systemctl), self.path, self.service)
+        return arm_timer(self.module, self.systemctl, dead_man_name(self.path),
+                            self.module.params["dead_man_seconds"], undo,
+                            f"the data is aside at {self.aside}")  # fmt: skip
 
     def lose(self) -> None:
         if self.service:

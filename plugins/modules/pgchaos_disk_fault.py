@@ -7,8 +7,8 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.pgchaos_deadman import arm_command, disarm_commands
-from ansible.module_utils.pgchaos_deadman import unit_name as dead_man_unit
+from ansible.module_utils.pgchaos_deadman import arm as arm_timer
+from ansible.module_utils.pgchaos_deadman import disarm as disarm_timer
 from ansible.module_utils.pgchaos_gate import MARKER, gate_message, opted_in
 
 DOCUMENTATION = r"""
@@ -192,25 +192,13 @@ class DiskFault:
         self.systemctl = module.get_bin_path("systemctl")
 
     def disarm(self) -> None:
-        if self.systemctl is None:
-            return
-        # Stopping a timer that is not there fails harmlessly: nothing to check.
-        for cmd in disarm_commands(self.systemctl, dead_man_name(self.mount)):
-            self.module.run_command(cmd)
+        disarm_timer(self.module, self.systemctl, dead_man_name(self.mount))
 
     def arm(self) -> str:
-        systemd_run = self.module.get_bin_path("systemd-run", required=True)
-        name = dead_man_name(self.mount)
-        self.disarm()
         undo = ["/bin/rm", "-f", self.fill_file]
-        cmd = arm_command(systemd_run, name, self.module.params["dead_man_seconds"], undo)
-        rc, out, err = self.module.run_command(cmd)
-        if rc != 0:
-            self.module.fail_json(
-                msg=f"not filling the disk: its dead-man timer could not be armed: "
-                f"{' '.join(cmd)} failed (rc={rc}): {err.strip() or out.strip()}"
-            )
-        return dead_man_unit(name)
+        return arm_timer(self.module, self.systemctl, dead_man_name(self.mount),
+                            self.module.params["dead_man_seconds"], undo,
+                            "not filling the disk")  # fmt: skip
 
     def result(self, avail_before: int, **extra: object) -> dict[str, object]:
         return {

@@ -304,8 +304,12 @@ def _first_witness(
     return best
 
 
-def analyze(data: ReadData) -> dict[str, dict[str, Any]]:
-    """Per reader endpoint: staleness figures and the anomalies found from records alone."""
+def analyze(data: ReadData, lost: Iterable[tuple[int, int]] = ()) -> dict[str, dict[str, Any]]:
+    """Per reader endpoint: staleness figures and the anomalies found from records alone.
+
+    ``lost`` (writer, seq), when verify knows it, tells the read-your-writes violations that
+    missed a lost write apart (see read_your_writes).
+    """
     result = {}
     for endpoint in data.reads:
         figures: dict[str, Any] = {
@@ -313,7 +317,7 @@ def analyze(data: ReadData) -> dict[str, dict[str, Any]]:
             "read_anomalies": {"non_monotonic": non_monotonic(data, endpoint)},
         }
         if endpoint == RW_READS:
-            figures["read_anomalies"]["read_your_writes"] = read_your_writes(data)
+            figures["read_anomalies"]["read_your_writes"] = read_your_writes(data, lost)
         result[endpoint] = figures
     return result
 

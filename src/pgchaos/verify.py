@@ -297,7 +297,7 @@ def verify_run(
             f"{run_dir / 'records.csv'} holds {seen.records} records, run.json counts "
             f"{counted}: the ledger is damaged"
         )
-    read_figures = reads.analyze(seen)
+    read_figures = reads.analyze(seen, found.lost)
     rw_reads = read_figures.get(RW_READS, {}).get("read_anomalies", {})
 
     return {
@@ -332,12 +332,7 @@ def verify_run(
         + found.listed.get((FAILED, True), []),
         "reads": {
             "seen_then_lost": reads.seen_then_lost(seen, found.lost),
-            # Again with the lost writes known, to tell reads that missed one of them apart.
-            "read_your_writes": (
-                reads.read_your_writes(seen, found.lost)
-                if rw_reads.get("read_your_writes") is not None
-                else None
-            ),
+            "read_your_writes": rw_reads.get("read_your_writes"),
             "non_monotonic": {
                 ep: f["read_anomalies"]["non_monotonic"]["count"] for ep, f in read_figures.items()
             },

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
+import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
@@ -86,3 +87,19 @@ def run_main(
         except ModuleExit as done:
             return done.result
     raise AssertionError("the module returned without exit_json or fail_json")
+
+
+def run_module(
+    main: Callable[[], None], check_mode: bool = False, **args: Any
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """main() with args and no real command: its result, and the commands it ran (by name)."""
+    with module_env() as commands:
+        result = run_main(main, args, check_mode=check_mode)
+    return result, [[c[0].rsplit("/", 1)[-1], *c[1:]] for c in commands.calls]
+
+
+def fail_module(main: Callable[[], None], **args: Any) -> str:
+    """The message main() fails with, given args."""
+    with module_env(), pytest.raises(ModuleFail) as info:
+        run_main(main, args)
+    return str(info.value.result["msg"])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pgchaos_data_fault as mod
 import pytest
-from modhelpers import ModuleFail, module_env, run_main
+from modhelpers import fail_module, module_env, run_main, run_module
 
 
 @pytest.fixture
@@ -19,16 +19,8 @@ def data(tmp_path: Path) -> Path:
     return member
 
 
-def run(check_mode: bool = False, **args: Any) -> tuple[dict[str, Any], list[list[str]]]:
-    with module_env() as commands:
-        result = run_main(mod.main, args, check_mode=check_mode)
-    return result, [[c[0].rsplit("/", 1)[-1], *c[1:]] for c in commands.calls]
-
-
-def fail(**args: Any) -> str:
-    with module_env(), pytest.raises(ModuleFail) as info:
-        run_main(mod.main, args)
-    return str(info.value.result["msg"])
+run = partial(run_module, mod.main)
+fail = partial(fail_module, mod.main)
 
 
 def aside(path: Path) -> Path:

@@ -6,12 +6,13 @@ that shrinks as the fill file grows, so a test can never fill the disk it runs o
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pgchaos_disk_fault as mod
 import pytest
-from modhelpers import ModuleFail, module_env, run_main
+from modhelpers import ModuleFail, fail_module, module_env, run_main, run_module
 
 BUDGET = 3 * 1024 * 1024
 
@@ -31,16 +32,8 @@ def disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def run(check_mode: bool = False, **args: Any) -> tuple[dict[str, Any], list[list[str]]]:
-    with module_env() as commands:
-        result = run_main(mod.main, args, check_mode=check_mode)
-    return result, [[c[0].rsplit("/", 1)[-1], *c[1:]] for c in commands.calls]
-
-
-def fail(**args: Any) -> str:
-    with module_env(), pytest.raises(ModuleFail) as info:
-        run_main(mod.main, args)
-    return str(info.value.result["msg"])
+run = partial(run_module, mod.main)
+fail = partial(fail_module, mod.main)
 
 
 def test_fill_takes_all_but_what_is_left(disk: Path) -> None:
