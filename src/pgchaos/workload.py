@@ -187,6 +187,11 @@ class Worker(threading.Thread):
         self.aborted = False
         # busy_since of the operation the watchdog last asked the server to cancel.
         self.cancelled_since = 0.0
+        # Held while a cancel request is checked and sent, and taken before the next
+        # operation starts: PostgreSQL cancels whatever the backend is running when the
+        # request arrives, so a request overtaken by the end of its operation must reach
+        # the backend while it is idle (where it is ignored), not during the next one.
+        self.cancel_lock = threading.Lock()
         # Set by the notice handler while a write runs: its commit skipped the standby.
         self.sync_cancelled = False
         # Rendered to plain strings once: psycopg caches the parsing of string
@@ -251,7 +256,7 @@ class Worker(threading.Thread):
     def _refresh_identity(self) -> None:
         assert self.cursor is not None
         cur = self.cursor
-        self.busy_since = time.monotonic()
+        self._begin()
         try:
             cur.execute(IDENTITY_SQL)
             row = cur.fetchone()
@@ -310,13 +315,19 @@ class Worker(threading.Thread):
         error, or, for a commit waiting for its synchronous standby, with a warning and a
         success (the commit is already done locally).
         """
-        conn = self.conn
-        # The operation may have ended meanwhile: never cancel the next one.
-        if conn is None or self.busy_since != since:
-            return
-        # A node that does not answer the cancel request: abort() deals with it later.
-        with contextlib.suppress(Exception):
-            conn.cancel_safe(timeout=self.config.statement_timeout)
+        with self.cancel_lock:
+            conn = self.conn
+            # The operation may have ended meanwhile: never cancel the next one.
+            if conn is None or self.busy_since != since:
+                return
+            # A node that does not answer the cancel request: abort() deals with it later.
+            with contextlib.suppress(Exception):
+                conn.cancel_safe(timeout=self.config.statement_timeout)
+
+    def _begin(self) -> None:
+        """Mark a server interaction as started, once no cancel request is on its way."""
+        with self.cancel_lock:
+            self.busy_since = time.monotonic()
 
     # -- the operation loop ---------------------------------------------------
 
@@ -420,9 +431,9 @@ class Worker(threading.Thread):
         self.seq += 1
         row_id = str(uuid.uuid4())
         seq = str(self.seq)
+        self._begin()
         started = time.time()
         t0 = time.perf_counter()
-        self.busy_since = time.monotonic()
         self.sync_cancelled = False
         try:
             self.cursor.execute(
@@ -451,9 +462,9 @@ class Worker(threading.Thread):
 
     def _read(self) -> None:
         assert self.cursor is not None
+        self._begin()
         started = time.time()
         t0 = time.perf_counter()
-        self.busy_since = time.monotonic()
         try:
             self.cursor.execute(
                 self.read_sql, (self.config.run_id, self.config.writers), prepare=True

@@ -11,6 +11,7 @@ a pooler or a client-side query timeout would.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from chaoshelpers import CliRunner, read_json, records, start_cli, wait_for_reco
 
 from pgchaos.ledger import FAILED, IN_DOUBT, OK, SYNC_CANCELLED, Record
 from pgchaos.localpg import LocalPostgres
-from pgchaos.workload import ensure_schema, sync_wait_cancelled
+from pgchaos.state import StateTracker
+from pgchaos.workload import Worker, WorkloadConfig, ensure_schema, sync_wait_cancelled
 
 ROUNDS = 3
 WRITERS = 2
@@ -92,6 +94,72 @@ def test_the_severity_is_read_unlocalized_when_the_server_sends_it() -> None:
 )
 def test_other_notices_are_not_taken_for_a_cancel(notice: FakeNotice) -> None:
     assert not sync_wait_cancelled(notice)
+
+
+class SlowCancelConnection:
+    """Stands for a psycopg connection whose cancel request takes a while to get through."""
+
+    def __init__(self) -> None:
+        self.sending = threading.Event()
+        self.release = threading.Event()
+        self.sent = 0
+
+    def cancel_safe(self, timeout: float) -> None:
+        self.sending.set()
+        assert self.release.wait(5)
+        self.sent += 1
+
+
+def _idle_worker(conn: SlowCancelConnection) -> Worker:
+    worker = Worker(
+        endpoint="rw",
+        kind="write",
+        index=0,
+        params="",
+        config=WorkloadConfig(run_id="r"),
+        record=lambda row: None,
+        tracker=StateTracker(["rw"], lambda line: None),
+        stop=threading.Event(),
+    )
+    worker.conn = conn  # type: ignore[assignment]
+    return worker
+
+
+def test_the_next_operation_waits_for_a_cancel_on_its_way() -> None:
+    """A cancel overtaken by the end of its operation must not land in the next one."""
+    conn = SlowCancelConnection()
+    worker = _idle_worker(conn)
+    worker._begin()
+    since = worker.busy_since
+    cancel = threading.Thread(target=worker.cancel, args=(since,))
+    cancel.start()
+    assert conn.sending.wait(5)
+    worker.busy_since = 0.0  # the operation ends while the request is on its way
+    nxt = threading.Thread(target=worker._begin)
+    nxt.start()
+    nxt.join(0.3)
+    assert nxt.is_alive(), "the next operation started before the cancel request was sent"
+    conn.release.set()
+    nxt.join(5)
+    cancel.join(5)
+    assert not nxt.is_alive()
+    assert conn.sent == 1
+    assert worker.busy_since > since
+
+
+def test_a_cancel_for_an_operation_that_has_ended_is_not_sent() -> None:
+    conn = SlowCancelConnection()
+    conn.release.set()
+    worker = _idle_worker(conn)
+    worker._begin()
+    since = worker.busy_since
+    worker.busy_since = 0.0
+    worker.cancel(since)
+    worker._begin()
+    worker.cancel(since)
+    assert conn.sent == 0
+    worker.cancel(worker.busy_since)
+    assert conn.sent == 1
 
 
 def _write_record(outcome: str, error: str) -> Record:
