@@ -14,6 +14,8 @@ have_cmd ssh || need_pkgs+=(openssh-client)
 have_cmd psql || need_pkgs+=(postgresql-client)
 # The load tool's tests and benchmark start a throwaway local server.
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need_pkgs+=(postgresql)
+# pgchaos_pooler's tests pause and resume a throwaway PgBouncer in front of that server.
+[ -x /usr/sbin/pgbouncer ] || need_pkgs+=(pgbouncer)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # The report's browser test opens report.html in headless Chromium.
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
@@ -23,6 +25,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "installing ${need_pkgs[*]}"
     apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_pkgs[@]}" >/dev/null
+    # The package's own pooler (127.0.0.1:6432) is not needed: the tests start their own.
+    if [[ " ${need_pkgs[*]} " == *" pgbouncer "* ]] && [ -d /run/systemd/system ]; then
+      systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+    fi
   else
     log "please install: ${need_pkgs[*]}"; exit 1
   fi

@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         "synchronous standby is then acknowledged though committed on the primary only",
     )
     load.add_argument(
+        "--no-prepare",
+        dest="prepare",
+        action="store_false",
+        help="never use server-side prepared statements, for a transaction pooler that does "
+        "not support them (PgBouncer before 1.21, e.g. Debian 12's 1.18, with "
+        "pool_mode=transaction)",
+    )
+    load.add_argument(
         "--max-backoff",
         type=_seconds,
         default=1.0,
@@ -222,6 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 connect_timeout=args.connect_timeout,
                 statement_timeout=args.statement_timeout,
                 cancel_after=args.cancel_after,
+                prepare=args.prepare,
                 max_backoff=args.max_backoff,
                 quiet=args.quiet,
                 pid_file=args.pid_file,

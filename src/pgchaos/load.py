@@ -23,7 +23,7 @@ from pgchaos.errors import UsageError
 from pgchaos.ledger import RECORDS_FILE, RW_READS, LedgerWriter
 from pgchaos.state import StateTracker
 from pgchaos.status import StatusLine
-from pgchaos.workload import PAYLOAD_KIND, Watchdog, Worker, WorkloadConfig, ensure_schema
+from pgchaos.workload import PAYLOAD_KIND, Watchdog, Worker, WorkloadConfig, connect, ensure_schema
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,15 @@ class LoadOptions:
     rw_readers: int = 1
     # A client-side query timeout: a cancel request after this many seconds (None: never).
     cancel_after: float | None = None
+    # False through a transaction pooler without prepared statements (WorkloadConfig.prepare).
+    prepare: bool = True
 
 
-def _preflight(params: str, what: str, dsn: str, table: str | None) -> bool:
+def _preflight(params: str, what: str, dsn: str, table: str | None, *, prepare: bool) -> bool:
     """Connect once so a typo or a dead endpoint fails now, with exit 2, not after the fact."""
     try:
-        with psycopg.connect(params, autocommit=True) as conn:
+        # Through the same pooler as the workers: the same rule on prepared statements.
+        with connect(params, prepare=prepare) as conn:
             return ensure_schema(conn, table) if table else True
     except psycopg.Error as exc:
         raise UsageError(f"cannot use {what} endpoint {redact(dsn)}: {first_line(exc)}") from None
@@ -94,6 +97,7 @@ def _metadata(
             "connect_timeout": opts.connect_timeout,
             "statement_timeout": opts.statement_timeout,
             "cancel_after": opts.cancel_after,
+            "prepare": opts.prepare,
             "max_backoff": opts.max_backoff,
         },
         "records": RECORDS_FILE,
@@ -119,11 +123,11 @@ def run_load(opts: LoadOptions) -> int:
     rwr_params = params(endpoints.rw, RW_READS)
     writable = True
     if opts.writers:
-        writable = _preflight(rw_params, "rw", endpoints.rw, opts.table)
+        writable = _preflight(rw_params, "rw", endpoints.rw, opts.table, prepare=opts.prepare)
     elif opts.rw_readers:
-        _preflight(rw_params, "rw", endpoints.rw, None)
+        _preflight(rw_params, "rw", endpoints.rw, None, prepare=opts.prepare)
     if opts.readers:
-        _preflight(ro_params, "ro", endpoints.ro, None)
+        _preflight(ro_params, "ro", endpoints.ro, None, prepare=opts.prepare)
 
     pid_file = Path(opts.pid_file) if opts.pid_file else None
     if pid_file is not None:
@@ -165,6 +169,7 @@ def _run(
         statement_timeout=opts.statement_timeout,
         cancel_after=opts.cancel_after,
         writers=opts.writers,
+        prepare=opts.prepare,
     )
     workers = [
         Worker(

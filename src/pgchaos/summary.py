@@ -49,7 +49,11 @@ DEFINITIONS = {
     "total_error_time_s": "sum of all unavailability windows",
     "failed_ops": "reads and writes that failed with an answer (the write surely did not happen)",
     "in_doubt_ops": "writes whose connection died after the commit was sent",
-    "latency_ms": "percentiles over successful reads and writes",
+    "latency_ms": "percentiles and maximum over successful reads and writes",
+    "longest_stall_s": (
+        "per endpoint, the longest time between two successful completions (reads and writes):"
+        " what a client held without an error (a paused pooler) waited; null below two"
+    ),
     "primary_periods": (
         "one per primary term, a term being a (server, timeline) pair that acknowledged writes"
         " on the rw endpoint: from its first to its last acknowledgement (completion times)"
@@ -521,6 +525,17 @@ def _percentile(values: FloatArray, q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if len(values) else None
 
 
+def longest_stall(finished: FloatArray) -> float | None:
+    """The longest time between two successful completions: what a held client waits.
+
+    A pause (a pooler holding queries, a commit waiting for its standby) fails nothing, so
+    no unavailability window shows it; the clients still wait that long.
+    """
+    if len(finished) < 2:
+        return None
+    return round(float(np.diff(np.sort(finished)).max()), 3)
+
+
 def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
     mask = data.mask(endpoint)
     ops = mask & (data.kind != KINDS.index("connect"))
@@ -547,7 +562,12 @@ def endpoint_summary(data: RunData, endpoint: str) -> dict[str, Any]:
         "longest_unavailability_s": max((w["duration_s"] for w in wins), default=0.0),
         "total_error_time_s": round(sum(w["duration_s"] for w in wins), 3),
         "unavailability_windows": wins,
-        "latency_ms": {"p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99)},
+        "latency_ms": {
+            "p50": _percentile(latencies, 50),
+            "p99": _percentile(latencies, 99),
+            "max": round(float(latencies.max()), 3) if len(latencies) else None,
+        },
+        "longest_stall_s": longest_stall(data.finish[ok]),
         "servers": periods,
         "server_changes": endpoint_changes(data, endpoint, periods),
         "server_share": server_share(data, endpoint),

@@ -49,6 +49,10 @@ class WorkloadConfig:
     identity_interval: float = 1.0
     # How many writers the run has: readers look for the newest row of each.
     writers: int = 0
+    # False for transaction poolers that predate prepared-statement support (PgBouncer
+    # < 1.21): a named statement prepared in one transaction is gone in the next, which
+    # the pooler may run on another server connection.
+    prepare: bool = True
 
     @property
     def op_timeout(self) -> float:
@@ -100,6 +104,15 @@ def payload_of(row_id: str, run_id: str, writer: int, seq: int) -> str:
 PAYLOAD_KIND = "md5(id/run_id/writer/seq)"
 # The same checksum in SQL, over the ledger table's columns (alias l).
 PAYLOAD_SQL = "md5(l.id::text || '/' || l.run_id || '/' || l.writer::text || '/' || l.seq::text)"
+
+
+def connect(params: str, *, prepare: bool = True) -> psycopg.Connection[Any]:
+    """An autocommit connection; with prepare False it never makes a named statement."""
+    conn = psycopg.connect(params, autocommit=True)
+    if not prepare:
+        # psycopg prepares any query it has run prepare_threshold times on the connection.
+        conn.prepare_threshold = None
+    return conn
 
 
 def table_ident(name: str) -> sql.Composable:
@@ -221,7 +234,7 @@ class Worker(threading.Thread):
         started = time.time()
         t0 = time.perf_counter()
         try:
-            conn = psycopg.connect(self.params, autocommit=True)
+            conn = connect(self.params, prepare=self.config.prepare)
         except Exception as exc:
             self._connect_failed(started, t0, exc)
             return False
@@ -445,7 +458,7 @@ class Worker(threading.Thread):
                     self.seq,
                     payload_of(row_id, self.config.run_id, self.index, self.seq),
                 ),
-                prepare=True,
+                prepare=self.config.prepare,
             )
         except Exception as exc:
             self.busy_since = 0.0
@@ -467,7 +480,9 @@ class Worker(threading.Thread):
         t0 = time.perf_counter()
         try:
             self.cursor.execute(
-                self.read_sql, (self.config.run_id, self.config.writers), prepare=True
+                self.read_sql,
+                (self.config.run_id, self.config.writers),
+                prepare=self.config.prepare,
             )
             row = self.cursor.fetchone()
             assert row is not None

@@ -59,7 +59,8 @@ def test_report_without_events(run: Path, cli: CliRunner, tmp_path: Path) -> Non
     assert rw["longest_unavailability_s"] == 0.0
     assert rw["unavailability_windows"] == []
     assert rw["failed_ops"] == 0
-    assert 0 < rw["latency_ms"]["p50"] <= rw["latency_ms"]["p99"]
+    assert 0 < rw["latency_ms"]["p50"] <= rw["latency_ms"]["p99"] <= rw["latency_ms"]["max"]
+    assert 0 < rw["longest_stall_s"] < 1
     assert "rw: " in result.stdout
 
 
@@ -172,6 +173,9 @@ def test_window_arithmetic(tmp_path: Path) -> None:
     assert rw["failed_ops"] == 2
     assert rw["in_doubt_ops"] == 1
     assert rw["failed_connects"] == 2
+    # Completions 1001.01, 1002.01, 1007.02, 1008.01, 1012.51: the outage is the longest wait.
+    assert rw["longest_stall_s"] == pytest.approx(5.010)
+    assert rw["latency_ms"]["max"] == 20.0
     assert [(p["server"], p["timeline"]) for p in rw["servers"]] == [
         (PG1, "1"),
         (PG1, "1"),  # split by the outage
@@ -449,3 +453,16 @@ def test_readers_with_a_stale_timeline_make_one_change_not_a_flap(tmp_path: Path
         ("10.0.0.3:5432 (replica, timeline 1)", "10.0.0.3:5432 (replica, timeline 2)")
     ]
     assert changes[0]["at_s"] == pytest.approx(5.001, abs=0.01)
+
+
+def test_a_held_client_shows_as_a_stall_not_as_unavailability(tmp_path: Path) -> None:
+    """A paused pooler fails nothing: the writes just complete late."""
+    rows = [(1000.0 + i * 0.1, "rw", "write", 5.0, "ok", "") for i in range(50)]
+    rows.append((1005.0, "rw", "write", 2500.0, "ok", ""))  # held 2.5 s, then acknowledged
+    rows += [(1007.6 + i * 0.1, "rw", "write", 5.0, "ok", "") for i in range(20)]
+    _write_run(tmp_path / "run", rows)
+    rw = summarize(tmp_path / "run")["per_endpoint"]["rw"]
+    assert rw["failed_ops"] == 0
+    assert rw["unavailability_windows"] == []
+    assert rw["longest_stall_s"] == pytest.approx(1007.5 - 1004.905)
+    assert rw["latency_ms"]["max"] == 2500.0
