@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help setup lab lab-down deploy idempotence verify status demo demo-scenario lint unit molecule vagrant lab-checks chaos matrix matrix-ci chaos-reset test bench-load clean
+.PHONY: help setup lab lab-down deploy idempotence verify status demo demo-scenario lint unit molecule vagrant lab-checks chaos ops matrix matrix-ci chaos-reset test bench-load clean
 
 # One target at a time, in the order given: the lab's steps all work on one deployed cluster.
 .NOTPARALLEL:
@@ -15,6 +15,7 @@ help:
 	@echo "make test      lint, unit tests, Molecule, the Vagrantfile and the lab's deploy, idempotence, verify"
 	@echo "               side by side; then alone on the lab: every failure scenario, the matrix's CI slice"
 	@echo "make chaos     every failure scenario on the lab, one combined report"
+	@echo "make ops       the planned operations under load through the poolers, beside a plain switchover"
 	@echo "make matrix    scenarios x configuration profiles x 3 runs on the lab, one page and one"
 	@echo "               Markdown table (MATRIX_SCENARIOS, MATRIX_PROFILES, MATRIX_REPEAT choose a slice)"
 	@echo "make matrix-ci the matrix's small fixed slice: switchover and lag-leader-loss under async, once each"
@@ -61,6 +62,11 @@ demo-scenario:
 # table: runs/suite-<time>/combined/index.html.  Goes on past a failure; fails if any did.
 chaos: deploy
 	scripts/chaos-suite.sh
+
+# The planned operations under a load through the poolers, measured like the scenarios
+# (also part of `make chaos`): runs/suite-<time>/combined/index.html.
+ops: deploy
+	CHAOS_SCENARIOS="pooled-switchover pooled-rolling-restart switchover" scripts/chaos-suite.sh
 
 # Scenarios x configuration profiles x repetitions (scripts/matrix.py): each profile applied
 # once (playbooks/profile.yml), then each scenario REPEAT times, each its own ansible-playbook;

@@ -53,10 +53,18 @@ options:
     description: Seconds C(PAUSE) may take before the pooler is resumed and the module fails.
     type: float
     default: 10
+  databases:
+    description:
+      - The pooled databases to pause or resume (empty - all of them).  Pausing only the
+        replicas' database holds the reads while a replica restarts, and the writes go on.
+    type: list
+    elements: str
+    default: []
   dead_man_seconds:
     description:
       - With O(state=paused) and a value above 0, arm a transient systemd timer
-        (C(pgchaos-deadman-pooler-<port>)) that resumes the pooler after that many seconds.
+        (C(pgchaos-deadman-pooler-<port>[-<database>...])) that resumes the paused databases
+        after that many seconds.
         O(state=resumed) disarms it.  0 arms nothing.
     type: float
     default: 60
@@ -76,6 +84,11 @@ EXAMPLES = r"""
 - name: Let them go on
   pgchaos_pooler:
     state: resumed
+
+- name: Hold only the reads from the replicas
+  pgchaos_pooler:
+    state: paused
+    databases: [app_replicas]
 """
 
 RETURN = r"""
@@ -138,7 +151,8 @@ class Pooler:
         self.psql = module.get_bin_path("psql", required=True)
         self.timeout_bin = module.get_bin_path("timeout", required=True)
         self.systemctl = module.get_bin_path("systemctl")
-        self.fault = f"pooler-{params['port']}"
+        # One timer per set of databases: resuming the reads must not disarm the writes' timer.
+        self.fault = "-".join([f"pooler-{params['port']}", *sorted(params["databases"])])
 
     def console(self, commands: list[str], seconds: float, stop_on_error: bool = True) -> list[str]:
         """psql on the local console, one --command each (the console takes one per query).
@@ -170,6 +184,15 @@ class Pooler:
                 f"(rc={rc}): {err.strip() or out.strip()}"
             )
         found = pooled(parse_show(out))
+        wanted = self.module.params["databases"]
+        if wanted:
+            unknown = sorted(set(wanted) - set(found))
+            if unknown:
+                self.module.fail_json(
+                    msg=f"the pooler has no database {', '.join(unknown)} "
+                    f"(it has {', '.join(sorted(found)) or 'none'})"
+                )
+            found = {name: paused for name, paused in found.items() if name in wanted}
         odd = sorted(name for name in found if not PLAIN_NAME.match(name))
         if odd:
             self.module.fail_json(msg=f"database names the console cannot take unquoted: {odd}")
@@ -241,6 +264,7 @@ def main() -> None:
             "socket_dir": {"type": "path", "default": "/var/run/postgresql"},
             "os_user": {"type": "str", "default": "postgres"},
             "timeout": {"type": "float", "default": 10.0},
+            "databases": {"type": "list", "elements": "str", "default": []},
             "dead_man_seconds": {"type": "float", "default": 60.0},
         },
         supports_check_mode=True,

@@ -199,3 +199,20 @@ def test_a_database_name_the_console_cannot_take_is_refused() -> None:
     bouncer.paused = {"app; SHUTDOWN": False}
     result = fail(bouncer, state="paused")
     assert "cannot take unquoted" in result["msg"]
+
+
+def test_only_the_named_databases_are_paused_with_a_timer_of_their_own() -> None:
+    bouncer = FakeBouncer()
+    result, calls = run(bouncer, state="paused", databases=["app_replicas"])
+    assert result["dead_man"] == "pgchaos-deadman-pooler-6432-app_replicas"
+    assert bouncer.paused == {"app": False, "app_replicas": True}
+    armed = next(c for c in calls if c[0].endswith("systemd-run"))
+    assert armed[-1] == "--command=RESUME app_replicas"
+    result, _ = run(bouncer, state="resumed", databases=["app_replicas"])
+    assert result["changed"] is True
+    assert bouncer.paused == {"app": False, "app_replicas": False}
+
+
+def test_an_unknown_database_is_refused_with_the_ones_there_are() -> None:
+    result = fail(FakeBouncer(), state="paused", databases=["nope"])
+    assert result["msg"] == "the pooler has no database nope (it has app, app_replicas)"
