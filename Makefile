@@ -63,10 +63,11 @@ demo-scenario:
 chaos: deploy
 	scripts/chaos-suite.sh
 
-# The planned operations under a load through the poolers, measured like the scenarios
-# (also part of `make chaos`): runs/suite-<time>/combined/index.html.
+# The planned operations under a load through the poolers and, beside, the same with the
+# clients straight on HAProxy (scripts/ops.txt): runs/suite-<time>/combined/index.html.
+# The pooled ones are also part of `make chaos`.
 ops: deploy
-	CHAOS_SCENARIOS="pooled-switchover pooled-rolling-restart switchover" scripts/chaos-suite.sh
+	CHAOS_LIST=scripts/ops.txt scripts/chaos-suite.sh
 
 # Scenarios x configuration profiles x repetitions (scripts/matrix.py): each profile applied
 # once (playbooks/profile.yml), then each scenario REPEAT times, each its own ansible-playbook;

@@ -5,6 +5,7 @@
 #
 #   scripts/chaos-suite.sh [RUNS_DIR] [-- ansible-playbook options, e.g. -i inventory/mine]
 #   CHAOS_SCENARIOS="node switchover" scripts/chaos-suite.sh     (only those, by name)
+#   CHAOS_LIST=scripts/ops.txt scripts/chaos-suite.sh             (another list: make ops)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ mkdir -p "$runs"
 runs=$(cd "$runs" && pwd)
 
 failed=()
-# scripts/scenarios.txt: name, playbook, -e variables; # starts a comment.
+# scripts/scenarios.txt (or CHAOS_LIST): name, playbook, -e variables; # starts a comment.
 while read -r name playbook vars; do
   case "$name" in ''|'#'*) continue ;; esac
   if [ -n "${CHAOS_SCENARIOS:-}" ] && [[ " $CHAOS_SCENARIOS " != *" $name "* ]]; then
@@ -32,7 +33,7 @@ while read -r name playbook vars; do
     # A scenario that failed half-way may have left a fault behind: undo it before the next.
     ansible-playbook playbooks/chaos-reset.yml "$@" </dev/null || echo "chaos-reset failed after $name"
   fi
-done < scripts/scenarios.txt
+done < "${CHAOS_LIST:-scripts/scenarios.txt}"
 
 pgchaos combine "$runs/combined" --runs-dir "$runs"
 mkdir -p runs && ln -sfn "$runs" runs/latest-suite

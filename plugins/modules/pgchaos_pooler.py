@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -50,7 +51,8 @@ options:
     type: str
     default: postgres
   timeout:
-    description: Seconds C(PAUSE) may take before the pooler is resumed and the module fails.
+    description: Seconds C(PAUSE) may take before the pooler is resumed and the module fails;
+      with O(wait_for_server), also how long the resume waits for HAProxy.
     type: float
     default: 10
   databases:
@@ -68,6 +70,23 @@ options:
         O(state=resumed) disarms it.  0 arms nothing.
     type: float
     default: 60
+  wait_for_server:
+    description:
+      - With O(state=resumed), first wait (at most O(timeout) seconds, polling HAProxy's stats
+        socket) until the HAProxy of this host has this server, and no other, up in the backend
+        O(haproxy_backend) - the new leader after a switchover - so that the pooler's new
+        server connections reach it.  The pooler is resumed even when the wait runs out,
+        and the module then fails with what HAProxy showed.
+    type: str
+    default: ""
+  haproxy_backend:
+    description: The HAProxy backend O(wait_for_server) looks at.
+    type: str
+    default: primary
+  haproxy_socket:
+    description: HAProxy's stats socket.
+    type: path
+    default: /run/haproxy/admin.sock
 notes:
   - Runs on the balancer whose PgBouncer is paused, as root; needs C(psql), C(runuser) and
     C(timeout) (C(postgresql-client) and coreutils; the pgbouncer role installs them).
@@ -85,6 +104,11 @@ EXAMPLES = r"""
   pgchaos_pooler:
     state: resumed
 
+- name: Let them go on once HAProxy sends the primary port to the new leader
+  pgchaos_pooler:
+    state: resumed
+    wait_for_server: pg2
+
 - name: Hold only the reads from the replicas
   pgchaos_pooler:
     state: paused
@@ -92,6 +116,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+waited_seconds:
+  description: How long the resume waited for O(wait_for_server).
+  returned: when O(wait_for_server) is set and the pooler was resumed
+  type: float
+  sample: 0.8
 at:
   description: When the pooler was paused or resumed, in seconds since the epoch on this
     host's clock, or when the module ran if nothing changed.
@@ -141,6 +170,36 @@ def pooled(rows: list[dict[str, str]]) -> dict[str, bool]:
     return {
         r["name"]: r.get("paused") == "1" for r in rows if r.get("name", CONSOLE_DB) != CONSOLE_DB
     }
+
+
+def servers_up(stat_csv: str, backend: str) -> list[str]:
+    """Servers of a backend that HAProxy counts up, from its ``show stat`` CSV.
+
+    "UP 1/2" (failing checks, not yet down) still counts: connections go there.
+    """
+    lines = stat_csv.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return []
+    header = lines[0][2:].split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+    return [
+        r["svname"]
+        for r in rows
+        if r.get("pxname") == backend
+        and r.get("svname") not in ("FRONTEND", "BACKEND")
+        and r.get("status", "").startswith("UP")
+    ]
+
+
+def haproxy_stat(path: str) -> str:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(path)
+        sock.sendall(b"show stat\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 class Pooler:
@@ -241,10 +300,33 @@ class Pooler:
             changed=True, at=time.time(), paused=True, pause_seconds=took, dead_man=dead_man
         )
 
+    def wait_for_server(self) -> tuple[float, str | None]:
+        """Poll HAProxy until only the awaited server is up; the time, and what failed."""
+        params = self.module.params
+        wanted, backend = params["wait_for_server"], params["haproxy_backend"]
+        t0 = time.monotonic()
+        seen: list[str] | str = "nothing yet"
+        while True:
+            try:
+                seen = servers_up(haproxy_stat(params["haproxy_socket"]), backend)
+            except OSError as exc:
+                seen = f"no answer from {params['haproxy_socket']}: {exc}"
+            if seen == [wanted]:
+                return time.monotonic() - t0, None
+            if time.monotonic() - t0 > params["timeout"]:
+                return time.monotonic() - t0, (
+                    f"HAProxy's backend {backend} did not have {wanted} alone up within "
+                    f"{params['timeout']:g} s (last seen up: {seen})"
+                )
+            time.sleep(0.1)
+
     def go_on(self) -> None:
         held = sorted(name for name, paused in self.databases().items() if paused)
         if self.module.check_mode:
             self.module.exit_json(changed=bool(held), at=time.time(), paused=False, dead_man=None)
+        waited, late = (
+            self.wait_for_server() if self.module.params["wait_for_server"] else (None, None)
+        )
         rc, out, err = self.resume(held)
         if rc != 0:
             self.module.fail_json(
@@ -253,7 +335,10 @@ class Pooler:
             )
         at = time.time()
         disarm_timer(self.module, self.systemctl, self.fault)
-        self.module.exit_json(changed=bool(held), at=at, paused=False, dead_man=None)
+        extra = {} if waited is None else {"waited_seconds": waited}
+        if late:
+            self.module.fail_json(msg=f"{late}; the pooler was resumed anyway", at=at, **extra)
+        self.module.exit_json(changed=bool(held), at=at, paused=False, dead_man=None, **extra)
 
 
 def main() -> None:
@@ -266,6 +351,9 @@ def main() -> None:
             "timeout": {"type": "float", "default": 10.0},
             "databases": {"type": "list", "elements": "str", "default": []},
             "dead_man_seconds": {"type": "float", "default": 60.0},
+            "wait_for_server": {"type": "str", "default": ""},
+            "haproxy_backend": {"type": "str", "default": "primary"},
+            "haproxy_socket": {"type": "path", "default": "/run/haproxy/admin.sock"},
         },
         supports_check_mode=True,
     )

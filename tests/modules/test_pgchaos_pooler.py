@@ -216,3 +216,50 @@ def test_only_the_named_databases_are_paused_with_a_timer_of_their_own() -> None
 def test_an_unknown_database_is_refused_with_the_ones_there_are() -> None:
     result = fail(FakeBouncer(), state="paused", databases=["nope"])
     assert result["msg"] == "the pooler has no database nope (it has app, app_replicas)"
+
+
+def _stat(*servers: tuple[str, str]) -> str:
+    rows = ["# pxname,svname,qcur,status,weight", "primary,FRONTEND,,OPEN,"]
+    rows += [f"primary,{name},0,{status},1" for name, status in servers]
+    rows += ["primary,BACKEND,0,UP,1", "replicas,pg1,0,UP,1", ""]
+    return "\n".join(rows)
+
+
+def test_servers_up_counts_a_server_still_failing_its_way_down() -> None:
+    stat = _stat(("pg1", "UP 1/2"), ("pg2", "UP"), ("pg3", "DOWN"), ("pg4", "MAINT"))
+    assert mod.servers_up(stat, "primary") == ["pg1", "pg2"]
+    assert mod.servers_up(stat, "replicas") == ["pg1"]
+    assert mod.servers_up("", "primary") == []
+
+
+def test_resume_waits_until_haproxy_has_the_new_leader_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = iter(
+        [
+            _stat(("pg1", "UP"), ("pg2", "DOWN")),
+            _stat(("pg1", "UP 1/2"), ("pg2", "UP")),
+            _stat(("pg1", "DOWN"), ("pg2", "UP")),
+        ]
+    )
+    monkeypatch.setattr(mod, "haproxy_stat", lambda path: next(answers))
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    bouncer = FakeBouncer(paused=True)
+    result, _ = run(bouncer, state="resumed", wait_for_server="pg2")
+    assert result["changed"] is True
+    assert "waited_seconds" in result
+    assert next(answers, None) is None, "resumed before HAProxy had pg2 alone"
+    assert bouncer.paused == {"app": False, "app_replicas": False}
+
+
+def test_resume_goes_on_when_haproxy_never_gets_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(1000))
+    monkeypatch.setattr(mod, "haproxy_stat", lambda path: _stat(("pg1", "UP")))
+    monkeypatch.setattr(mod.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    bouncer = FakeBouncer(paused=True)
+    result = fail(bouncer, state="resumed", wait_for_server="pg2", timeout=5)
+    assert result["msg"].startswith("HAProxy's backend primary did not have pg2 alone up")
+    assert "(last seen up: ['pg1'])" in result["msg"]
+    assert result["msg"].endswith("the pooler was resumed anyway")
+    assert bouncer.paused == {"app": False, "app_replicas": False}
