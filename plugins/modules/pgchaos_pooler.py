@@ -34,10 +34,14 @@ version_added: "0.4.0"
 author: pgchaos contributors
 options:
   state:
-    description: C(paused) or C(resumed).
+    description:
+      - C(paused) or C(resumed); C(reconnected) sends C(RECONNECT <db>), which closes each server
+        connection once it is released (at the end of its transaction in transaction pooling),
+        so that the next ones are opened anew - through HAProxy, to the servers it sends them to
+        now (after a server was set to drain, for example).  C(reconnected) always changes.
     type: str
     required: true
-    choices: [paused, resumed]
+    choices: [paused, resumed, reconnected]
   port:
     description: PgBouncer's port (the number of its Unix socket).
     type: int
@@ -72,17 +76,29 @@ options:
     default: 60
   wait_for_server:
     description:
-      - With O(state=resumed), first wait (at most O(timeout) seconds, polling HAProxy's stats
-        socket) until the HAProxy of this host has this server, and no other, up in the backend
-        O(haproxy_backend) - the new leader after a switchover - so that the pooler's new
-        server connections reach it.  The pooler is resumed even when the wait runs out,
-        and the module then fails with what HAProxy showed.
+      - With O(state=resumed), resume each database only once the HAProxy of this host routes
+        around this server's change of role (polling its stats socket, at most O(timeout)
+        seconds) - the new leader after a switchover - so that the pooler's new server
+        connections go to the right place; see O(replicas_databases).  The pooler is resumed
+        even when the wait runs out, and the module then fails with what HAProxy showed.
     type: str
     default: ""
   haproxy_backend:
     description: The HAProxy backend O(wait_for_server) looks at.
     type: str
     default: primary
+  haproxy_replicas_backend:
+    description: HAProxy's backend of the replicas, which O(replicas_databases) wait on.
+    type: str
+    default: replicas
+  replicas_databases:
+    description:
+      - With O(wait_for_server), the pooled databases that read from HAProxy's replicas'
+        backend - they are resumed once O(wait_for_server) has left it (and a replica is up
+        there), the others once it is alone up in O(haproxy_backend).
+    type: list
+    elements: str
+    default: []
   haproxy_socket:
     description: HAProxy's stats socket.
     type: path
@@ -128,7 +144,8 @@ at:
   type: float
   sample: 1764650000.123456
 paused:
-  description: Whether every pooled database is paused after the run (false after a resume).
+  description: Whether every pooled database is paused after the run (false after a resume,
+    null after a reconnect).
   returned: always
   type: bool
   sample: true
@@ -233,7 +250,8 @@ class Pooler:
     def send(
         self, commands: list[str], seconds: float, stop_on_error: bool = True
     ) -> tuple[int, str, str]:
-        return self.module.run_command(self.console(commands, seconds, stop_on_error))
+        # cwd: psql, run as another user, would complain about root's home.
+        return self.module.run_command(self.console(commands, seconds, stop_on_error), cwd="/")
 
     def databases(self) -> dict[str, bool]:
         rc, out, err = self.send(["SHOW DATABASES"], 10)
@@ -300,39 +318,97 @@ class Pooler:
             changed=True, at=time.time(), paused=True, pause_seconds=took, dead_man=dead_man
         )
 
-    def wait_for_server(self) -> tuple[float, str | None]:
-        """Poll HAProxy until only the awaited server is up; the time, and what failed."""
+    def reconnect(self) -> None:
+        names = sorted(self.databases())
+        if self.module.check_mode:
+            self.module.exit_json(changed=True, at=time.time(), paused=None, dead_man=None)
+        rc, out, err = self.send([f"RECONNECT {n}" for n in names], 10)
+        if rc != 0:
+            self.module.fail_json(msg=f"RECONNECT failed (rc={rc}): {err.strip() or out.strip()}")
+        self.module.exit_json(changed=True, at=time.time(), paused=None, dead_man=None)
+
+    def stat(self) -> str | None:
+        try:
+            return haproxy_stat(self.module.params["haproxy_socket"])
+        except OSError:
+            return None
+
+    def primary_ready(self, stat: str) -> bool:
         params = self.module.params
-        wanted, backend = params["wait_for_server"], params["haproxy_backend"]
+        return servers_up(stat, params["haproxy_backend"]) == [params["wait_for_server"]]
+
+    def replicas_ready(self, stat: str) -> bool:
+        """The new leader has left the replicas' backend, and a replica serves there."""
+        params = self.module.params
+        up = servers_up(stat, params["haproxy_replicas_backend"])
+        return bool(up) and params["wait_for_server"] not in up
+
+    def resume_checked(self, names: list[str]) -> None:
+        rc, out, err = self.resume(names)
+        # A database resumed meanwhile (by its dead-man timer, by an operator) makes RESUME
+        # answer with an error: what counts is that none is left paused.
+        held = self.databases() if rc else {}
+        still = sorted(n for n in names if held.get(n))
+        if still:
+            self.module.fail_json(
+                msg=f"RESUME failed (rc={rc}), {', '.join(still)} still paused: "
+                f"{err.strip() or out.strip()}; the dead-man timer, if one was armed, will "
+                "resume the pooler"
+            )
+
+    def resume_when_ready(self, held: list[str]) -> tuple[float, str | None]:
+        """Resume each database once HAProxy routes its backend without the old leader.
+
+        The writes' databases wait for the new leader alone in the primary backend, the
+        replicas' databases (replicas_databases) for it to have left the replicas' backend:
+        a read let go earlier could be handed to it there and cut when HAProxy notices.
+        """
+        params = self.module.params
+        readers = set(params["replicas_databases"])
+        pending = [
+            (names, ready)
+            for names, ready in (
+                ([n for n in held if n not in readers], self.primary_ready),
+                ([n for n in held if n in readers], self.replicas_ready),
+            )
+            if names
+        ]
         t0 = time.monotonic()
-        seen: list[str] | str = "nothing yet"
-        while True:
-            try:
-                seen = servers_up(haproxy_stat(params["haproxy_socket"]), backend)
-            except OSError as exc:
-                seen = f"no answer from {params['haproxy_socket']}: {exc}"
-            if seen == [wanted]:
-                return time.monotonic() - t0, None
-            if time.monotonic() - t0 > params["timeout"]:
-                return time.monotonic() - t0, (
-                    f"HAProxy's backend {backend} did not have {wanted} alone up within "
-                    f"{params['timeout']:g} s (last seen up: {seen})"
+        stat: str | None = None
+        while pending:
+            stat = self.stat()
+            for group in list(pending):
+                if stat is not None and group[1](stat):
+                    self.resume_checked(group[0])
+                    pending.remove(group)
+            if pending and time.monotonic() - t0 > params["timeout"]:
+                self.resume_checked([n for names, _ in pending for n in names])
+                seen = (
+                    f"no answer from {params['haproxy_socket']}"
+                    if stat is None
+                    else f"up in {params['haproxy_backend']}: "
+                    f"{servers_up(stat, params['haproxy_backend'])}, in "
+                    f"{params['haproxy_replicas_backend']}: "
+                    f"{servers_up(stat, params['haproxy_replicas_backend'])}"
                 )
-            time.sleep(0.1)
+                return time.monotonic() - t0, (
+                    f"HAProxy did not route around {params['wait_for_server']}'s change of role "
+                    f"within {params['timeout']:g} s ({seen})"
+                )
+            if pending:
+                time.sleep(0.1)
+        return time.monotonic() - t0, None
 
     def go_on(self) -> None:
         held = sorted(name for name, paused in self.databases().items() if paused)
         if self.module.check_mode:
             self.module.exit_json(changed=bool(held), at=time.time(), paused=False, dead_man=None)
-        waited, late = (
-            self.wait_for_server() if self.module.params["wait_for_server"] else (None, None)
-        )
-        rc, out, err = self.resume(held)
-        if rc != 0:
-            self.module.fail_json(
-                msg=f"RESUME failed (rc={rc}): {err.strip() or out.strip()}; the dead-man "
-                "timer, if one was armed, will resume the pooler"
-            )
+        waited: float | None = None
+        late = None
+        if self.module.params["wait_for_server"]:
+            waited, late = self.resume_when_ready(held)
+        else:
+            self.resume_checked(held)
         at = time.time()
         disarm_timer(self.module, self.systemctl, self.fault)
         extra = {} if waited is None else {"waited_seconds": waited}
@@ -344,7 +420,11 @@ class Pooler:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "state": {"type": "str", "required": True, "choices": ["paused", "resumed"]},
+            "state": {
+                "type": "str",
+                "required": True,
+                "choices": ["paused", "resumed", "reconnected"],
+            },
             "port": {"type": "int", "default": 6432},
             "socket_dir": {"type": "path", "default": "/var/run/postgresql"},
             "os_user": {"type": "str", "default": "postgres"},
@@ -353,6 +433,8 @@ def main() -> None:
             "dead_man_seconds": {"type": "float", "default": 60.0},
             "wait_for_server": {"type": "str", "default": ""},
             "haproxy_backend": {"type": "str", "default": "primary"},
+            "haproxy_replicas_backend": {"type": "str", "default": "replicas"},
+            "replicas_databases": {"type": "list", "elements": "str", "default": []},
             "haproxy_socket": {"type": "path", "default": "/run/haproxy/admin.sock"},
         },
         supports_check_mode=True,
@@ -362,6 +444,8 @@ def main() -> None:
     pooler = Pooler(module)
     if module.params["state"] == "paused":
         pooler.pause()
+    elif module.params["state"] == "reconnected":
+        pooler.reconnect()
     else:
         pooler.go_on()
 

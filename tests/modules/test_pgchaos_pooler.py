@@ -18,6 +18,7 @@ class FakeBouncer:
         self.paused = {"app": paused, "app_replicas": paused}
         self.pause_rc = pause_rc
         self.sent: list[str] = []
+        self.reconnected: list[str] = []
 
     def show(self) -> str:
         rows = [HEADER]
@@ -32,6 +33,7 @@ class FakeBouncer:
         if name != "runuser":
             return 0, "", ""  # systemctl, systemd-run
         out = []
+        errors = 0
         for arg in argv:
             if not arg.startswith("--command="):
                 continue
@@ -45,15 +47,20 @@ class FakeBouncer:
                 self.paused[db] = True
                 if self.pause_rc:
                     return self.pause_rc, "", ""
+            elif verb == "RECONNECT":
+                self.reconnected.append(db)
             elif verb == "RESUME":
                 if not self.paused[db]:
-                    failed = (1, "", "ERROR:  database is not paused")
+                    # psql goes on without ON_ERROR_STOP, and still exits with 1.
+                    errors += 1
                     if "--set=ON_ERROR_STOP=1" in argv:
-                        return failed
+                        break
                     continue
                 self.paused[db] = False
             else:
                 raise AssertionError(f"unexpected console command {command}")
+        if errors:
+            return 1, "", "ERROR:  database is not paused"
         return 0, "\n".join(out), ""
 
 
@@ -218,10 +225,10 @@ def test_an_unknown_database_is_refused_with_the_ones_there_are() -> None:
     assert result["msg"] == "the pooler has no database nope (it has app, app_replicas)"
 
 
-def _stat(*servers: tuple[str, str]) -> str:
+def _stat(*servers: tuple[str, str], replicas: tuple[str, ...] = ("pg1",)) -> str:
     rows = ["# pxname,svname,qcur,status,weight", "primary,FRONTEND,,OPEN,"]
     rows += [f"primary,{name},0,{status},1" for name, status in servers]
-    rows += ["primary,BACKEND,0,UP,1", "replicas,pg1,0,UP,1", ""]
+    rows += ["primary,BACKEND,0,UP,1", *(f"replicas,{r},0,UP,1" for r in replicas), ""]
     return "\n".join(rows)
 
 
@@ -259,7 +266,74 @@ def test_resume_goes_on_when_haproxy_never_gets_there(monkeypatch: pytest.Monkey
     monkeypatch.setattr(mod.time, "sleep", lambda s: None)
     bouncer = FakeBouncer(paused=True)
     result = fail(bouncer, state="resumed", wait_for_server="pg2", timeout=5)
-    assert result["msg"].startswith("HAProxy's backend primary did not have pg2 alone up")
-    assert "(last seen up: ['pg1'])" in result["msg"]
+    assert result["msg"].startswith("HAProxy did not route around pg2's change of role within 5 s")
+    assert "(up in primary: ['pg1'], in replicas: ['pg1'])" in result["msg"]
     assert result["msg"].endswith("the pooler was resumed anyway")
+    assert bouncer.paused == {"app": False, "app_replicas": False}
+
+
+def test_a_pooler_resumed_meanwhile_is_not_a_failure() -> None:
+    """Its dead-man timer may resume it while the module waits for HAProxy."""
+
+    class ResumedMeanwhile(FakeBouncer):
+        def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+            if "--command=RESUME app" in argv:
+                self.paused = {"app": False, "app_replicas": False}
+            return super().__call__(argv)
+
+    bouncer = ResumedMeanwhile(paused=True)
+    result, _ = run(bouncer, state="resumed")
+    assert result["paused"] is False
+    assert bouncer.sent[-1] == "SHOW DATABASES"
+
+
+def test_a_resume_that_leaves_a_database_paused_fails() -> None:
+    class Stuck(FakeBouncer):
+        def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+            if "--command=RESUME app" in argv:
+                return 1, "", "ERROR:  something else"
+            return super().__call__(argv)
+
+    result = fail(Stuck(paused=True), state="resumed")
+    assert result["msg"].startswith("RESUME failed (rc=1), app, app_replicas still paused")
+
+
+def test_reconnect_closes_the_named_databases_server_connections() -> None:
+    bouncer = FakeBouncer()
+    result, _ = run(bouncer, state="reconnected", databases=["app_replicas"])
+    assert result["changed"] is True
+    assert bouncer.reconnected == ["app_replicas"]
+    assert bouncer.paused == {"app": False, "app_replicas": False}
+    checked, _ = run(FakeBouncer(), check_mode=True, state="reconnected")
+    assert checked["changed"] is True
+
+
+def test_reads_wait_until_the_new_leader_has_left_the_replicas_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read let go while HAProxy still counts the new leader a replica would be cut."""
+    bouncer = FakeBouncer(paused=True)
+    answers = iter(
+        [
+            _stat(("pg1", "DOWN"), ("pg2", "UP"), replicas=("pg2", "pg3")),
+            _stat(("pg1", "DOWN"), ("pg2", "UP"), replicas=("pg1", "pg3")),
+        ]
+    )
+    states = []
+
+    def stat(path: str) -> str:
+        states.append(dict(bouncer.paused))
+        return next(answers)
+
+    monkeypatch.setattr(mod, "haproxy_stat", stat)
+    monkeypatch.setattr(mod.time, "sleep", lambda s: None)
+    result, _ = run(
+        bouncer, state="resumed", wait_for_server="pg2", replicas_databases=["app_replicas"]
+    )
+    assert result["changed"] is True
+    # The writes went on at the first look, the reads only at the second.
+    assert states == [
+        {"app": True, "app_replicas": True},
+        {"app": False, "app_replicas": True},
+    ]
     assert bouncer.paused == {"app": False, "app_replicas": False}
