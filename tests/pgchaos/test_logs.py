@@ -517,8 +517,11 @@ def test_logs_command_end_to_end(cli: CliRunner, tmp_path: Path, keys: Keys) -> 
     )
     run = _run_folder(tmp_path)
     try:
-        first = cli("logs", "--inventory", str(inv), str(run))
-        second = cli("logs", "--inventory", str(inv), str(run), "--accept-new-host-keys")
+        # The fake servers do their key exchange in Python threads: on a machine busy with
+        # CI's other jobs their banner took longer than the default 5 s.
+        slow = ("--connect-timeout", "30")
+        first = cli("logs", "--inventory", str(inv), str(run), *slow)
+        second = cli("logs", "--inventory", str(inv), str(run), "--accept-new-host-keys", *slow)
     finally:
         for server in servers.values():
             server.close()
