@@ -165,6 +165,16 @@ def _create_table(conn: psycopg.Connection[Any], table: str) -> None:
     )
 
 
+def _ms_since(started: float) -> float:
+    """Milliseconds since ``started``, on the clock ``started`` was read from.
+
+    One clock for the start and the end: with a second one (perf_counter) read a statement
+    later, a thread switch in between made the recorded end up to one switch interval early,
+    and a read that began after it could look as if it missed an acknowledged write.
+    """
+    return (time.time() - started) * 1000.0
+
+
 class Worker(threading.Thread):
     def __init__(
         self,
@@ -446,7 +456,6 @@ class Worker(threading.Thread):
         seq = str(self.seq)
         self._begin()
         started = time.time()
-        t0 = time.perf_counter()
         self.sync_cancelled = False
         try:
             self.cursor.execute(
@@ -462,10 +471,10 @@ class Worker(threading.Thread):
             )
         except Exception as exc:
             self.busy_since = 0.0
-            self._failed_op(started, (time.perf_counter() - t0) * 1000.0, exc, (row_id, seq))
+            self._failed_op(started, _ms_since(started), exc, (row_id, seq))
             return
         self.busy_since = 0.0
-        latency = (time.perf_counter() - t0) * 1000.0
+        latency = _ms_since(started)
         self.ok += 1
         self.backoff = 0.0
         # Still acknowledged: the client was told the write succeeded, which is the point.
@@ -477,7 +486,6 @@ class Worker(threading.Thread):
         assert self.cursor is not None
         self._begin()
         started = time.time()
-        t0 = time.perf_counter()
         try:
             self.cursor.execute(
                 self.read_sql,
@@ -488,10 +496,10 @@ class Worker(threading.Thread):
             assert row is not None
         except Exception as exc:
             self.busy_since = 0.0
-            self._failed_op(started, (time.perf_counter() - t0) * 1000.0, exc, None)
+            self._failed_op(started, _ms_since(started), exc, None)
             return
         self.busy_since = 0.0
-        latency = (time.perf_counter() - t0) * 1000.0
+        latency = _ms_since(started)
         in_recovery, lsn, newest = row
         role = "replica" if in_recovery else "primary"
         if role != self.identity.role:
