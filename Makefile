@@ -15,7 +15,7 @@ help:
 	@echo "make test      lint, unit tests, Molecule, the Vagrantfile and the lab's deploy, idempotence, verify"
 	@echo "               side by side; then alone on the lab: every failure scenario, the matrix's CI slice"
 	@echo "make chaos     every failure scenario on the lab, one combined report"
-	@echo "make ops       the planned operations under load through the poolers, beside a plain switchover"
+	@echo "make ops       the planned operations under load, through the poolers and straight on HAProxy"
 	@echo "make matrix    scenarios x configuration profiles x 3 runs on the lab, one page and one"
 	@echo "               Markdown table (MATRIX_SCENARIOS, MATRIX_PROFILES, MATRIX_REPEAT choose a slice)"
 	@echo "make matrix-ci the matrix's small fixed slice: switchover and lag-leader-loss under async, once each"
@@ -65,7 +65,7 @@ chaos: deploy
 
 # The planned operations under a load through the poolers and, beside, the same with the
 # clients straight on HAProxy (scripts/ops.txt): runs/suite-<time>/combined/index.html.
-# The pooled ones are also part of `make chaos`.
+# The pooled switchover, rolling restart and member are also part of `make chaos`.
 ops: deploy
 	CHAOS_LIST=scripts/ops.txt scripts/chaos-suite.sh
 

@@ -536,6 +536,9 @@ def _summary_events(summary: dict[str, Any]) -> list[Event]:
 
 Line = tuple[str, str]  # (css class: good, warn or bad; text)
 
+# A wait between two successful operations of one endpoint shorter than this is not news.
+STALL_WORTH_SAYING_S = 1.0
+
 
 def _endpoint_headline(
     endpoint: str, f: dict[str, Any], summary: dict[str, Any], fault: Event | None
@@ -547,6 +550,11 @@ def _endpoint_headline(
         return "warn", f"{noun}: none recorded."
     if not wins:
         text = f"{noun} never failed ({f['ok']} successful, {f['ok_per_s']}/s)"
+        # A client held without an error (a paused pooler) waited: say how long, once it is
+        # longer than a client would not notice.
+        stall = f.get("longest_stall_s")
+        if stall is not None and stall >= STALL_WORTH_SAYING_S:
+            text += f", waiting at most {_seconds(stall)} between two"
     else:
         worst = max(wins, key=lambda w: w["duration_s"])
         when = f"{_seconds(worst['duration_s'])} from {_clock(worst['start'])}"

@@ -466,3 +466,19 @@ def test_a_held_client_shows_as_a_stall_not_as_unavailability(tmp_path: Path) ->
     assert rw["unavailability_windows"] == []
     assert rw["longest_stall_s"] == pytest.approx(1007.5 - 1004.905)
     assert rw["latency_ms"]["max"] == 2500.0
+
+
+def test_the_headline_says_how_long_a_held_client_waited(tmp_path: Path) -> None:
+    from pgchaos import report
+
+    rows = [(1000.0 + i * 0.1, "rw", "write", 5.0, "ok", "") for i in range(50)]
+    rows.append((1005.0, "rw", "write", 2500.0, "ok", ""))
+    rows += [(1007.6 + i * 0.1, "rw", "write", 5.0, "ok", "") for i in range(20)]
+    rows += [(1000.05 + i * 0.1, "ro", "read", 5.0, "ok", "") for i in range(80)]
+    _write_run(tmp_path / "run", rows)
+    headline = report.headline(summarize(tmp_path / "run"))
+    lines = {text.split(" ")[0]: text for _, text in headline}
+    assert "never failed" in lines["Writes"]
+    assert "waiting at most 2.6 s between two" in lines["Writes"]
+    # Reads that kept their pace: nothing to say about waiting.
+    assert "waiting at most" not in lines["Reads"]
