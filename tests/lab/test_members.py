@@ -40,6 +40,13 @@ def members() -> list[str]:
     return sorted(str(member["name"]) for member in listed)
 
 
+def read(host: str, path: str) -> str:
+    return subprocess.run(
+        ["docker", "exec", CONTAINER_PREFIX + host, "cat", path],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
 def spare(*command: str) -> None:
     subprocess.run(["docker", "exec", CONTAINER_PREFIX + SPARE, *command], check=True)
 
@@ -55,12 +62,15 @@ def test_a_new_host_with_a_data_directory_is_refused(tmp_path: Path) -> None:
         log = tmp_path / "ansible.log"
         assert ops("ops-add-member.yml", log=log) != 0, log.read_text()[-3000:]
         text = log.read_text()
-        assert f"{SPARE} already has a PostgreSQL data directory" in text, text[-3000:]
+        assert f"{SPARE} already has PostgreSQL data" in text, text[-3000:]
     finally:
         spare("rm", "-r", SPARE_DATA)
-    # The check comes before any change: the spare got no Patroni, the members are the same.
+    # The check comes before any change: the spare got no Patroni, the members are the same,
+    # no other host was told of it.
     assert members() == before
     spare("test", "!", "-e", "/etc/patroni/patroni.yml")
+    for host, path in (("lb1", "/etc/haproxy/haproxy.cfg"), ("pg1", "/etc/hosts")):
+        assert SPARE not in read(host, path), f"{host}:{path} names {SPARE}"
 
 
 def test_retiring_a_host_that_is_no_member_is_refused(tmp_path: Path) -> None:
