@@ -65,10 +65,10 @@ def test_a_new_host_with_a_data_directory_is_refused(tmp_path: Path) -> None:
         assert f"{SPARE} already has PostgreSQL data" in text, text[-3000:]
     finally:
         spare("rm", "-r", SPARE_DATA)
-    # The check comes before any change: the spare got no Patroni, the members are the same,
-    # no other host was told of it.
+    # The check comes before any change: no Patroni runs on the spare, the members are the
+    # same, no other host was told of it.
     assert members() == before
-    spare("test", "!", "-e", "/etc/patroni/patroni.yml")
+    spare("sh", "-c", "! systemctl is-active --quiet patroni")
     for host, path in (("lb1", "/etc/haproxy/haproxy.cfg"), ("pg1", "/etc/hosts")):
         assert SPARE not in read(host, path), f"{host}:{path} names {SPARE}"
 
