@@ -13,7 +13,7 @@ IMAGE=${LAB_IMAGE:-pgchaos-host:bookworm}
 # name:last-octet; the inventory (inventory/lab/hosts.yml) uses the same addresses.  pg4 is
 # the spare PostgreSQL host, in no group until ops-add-member.yml brings it in with
 # inventory/lab-spare: it is started but not deployed.
-HOSTS=${LAB_HOSTS:-"etcd1:11 etcd2:12 etcd3:13 pg1:21 pg2:22 pg3:23 pg4:24 lb1:31 lb2:32"}
+HOSTS=${LAB_HOSTS:-"etcd1:11 etcd2:12 etcd3:13 pg1:21 pg2:22 pg3:23 pg4:24 lb1:31 lb2:32 backup1:41"}
 DOCKER=${DOCKER:-docker}
 # Container names are $NAME_PREFIX<host>; the label tells this lab's containers apart.
 NAME_PREFIX=${LAB_NAME_PREFIX:-pgchaos-}

@@ -5,7 +5,7 @@
 #   down  destroy them and their network
 #   test  up with the Vagrantfile's Ansible provisioner (site.yml once, after the last
 #         machine), verify, status, down.  The roles' second run (changed=0) is checked
-#         once, on the lab (make idempotence), not again on these 7 machines.
+#         once, on the lab (make idempotence), not again on these 8 machines.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

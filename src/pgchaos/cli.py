@@ -144,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify a run that did not end cleanly (killed, disk full) and count the"
         " writes the server has that its ledger does not",
     )
+    verify.add_argument(
+        "--until",
+        metavar="T",
+        help="cut-off time, after a restore to before T (point-in-time recovery, or a disaster"
+        " restore where only writes acknowledged some time before the loss are guaranteed):"
+        " only writes acknowledged before T must be present; the missing ones acknowledged at"
+        " or after T are counted apart, not as lost, and reads sent at or after T are not"
+        " checked for read anomalies.  ISO-8601 with an offset"
+        " (2026-12-07T05:01:02.345+00:00) or unix seconds (1796619662.345)",
+    )
 
     report = sub.add_parser("report", help="write summary.json, PNG plots and report.html")
     report.add_argument("run", type=Path, metavar="RUN")
@@ -237,7 +247,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         )
     if args.command == "verify":
-        from pgchaos.verify import run_verify
+        from pgchaos.verify import parse_until, run_verify
 
         return run_verify(
             args.run,
@@ -245,6 +255,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             env_file=args.env_file,
             connect_timeout=args.connect_timeout,
             allow_incomplete=args.allow_incomplete,
+            until=None if args.until is None else parse_until(args.until),
         )
     if args.command == "report":
         from pgchaos.report import run_report

@@ -24,6 +24,13 @@ seen-then-lost
 
 Writes count as acknowledged before a read only when they completed more than
 :data:`MARGIN_S` before it started: both times are taken by the client around its calls.
+
+With a cut-off time (``pgchaos verify --until T``: the data was restored to its state
+before T) the database may legitimately go back to T: the writes acknowledged at or after T
+may be absent, and a read sent at or after T may miss them or see less than an earlier read
+did.  Only the reads sent before T are then checked for read-your-writes and monotonicity,
+against the writes acknowledged before T; seen-then-lost takes the lost writes verify gives
+it (acknowledged before T) and every read that saw them.
 """
 
 from __future__ import annotations
@@ -304,20 +311,49 @@ def _first_witness(
     return best
 
 
-def analyze(data: ReadData, lost: Iterable[tuple[int, int]] = ()) -> dict[str, dict[str, Any]]:
+def before(data: ReadData, until: float) -> ReadData:
+    """The run as far as it must hold after a restore to before ``until``: the writes
+    acknowledged before it, and the reads sent before it."""
+    writers = {}
+    for writer, log in data.writers.items():
+        keep = log.ack < until
+        writers[writer] = replace(
+            log,
+            seq=log.seq[keep],
+            ack=log.ack[keep],
+            term=[t for t, k in zip(log.term, keep.tolist(), strict=True) if k],
+        )
+    reads = {}
+    for endpoint, r in data.reads.items():
+        keep = r.start < until
+        reads[endpoint] = Reads(
+            start=r.start[keep],
+            worker=r.worker[keep],
+            server=[s for s, k in zip(r.server, keep.tolist(), strict=True) if k],
+            seen=r.seen[keep],
+        )
+    return replace(data, writers=writers, reads=reads)
+
+
+def analyze(
+    data: ReadData, lost: Iterable[tuple[int, int]] = (), until: float | None = None
+) -> dict[str, dict[str, Any]]:
     """Per reader endpoint: staleness figures and the anomalies found from records alone.
 
     ``lost`` (writer, seq), when verify knows it, tells the read-your-writes violations that
-    missed a lost write apart (see read_your_writes).
+    missed a lost write apart (see read_your_writes).  ``until``, a cut-off time, limits the
+    anomalies to the reads sent before it (see the module docstring); staleness is measured
+    over every read.
     """
+    checked = data if until is None else before(data, until)
     result = {}
     for endpoint in data.reads:
         figures: dict[str, Any] = {
             "staleness_s": _percentiles(staleness(data, endpoint)),
-            "read_anomalies": {"non_monotonic": non_monotonic(data, endpoint)},
+            "read_anomalies": {"non_monotonic": non_monotonic(checked, endpoint)},
         }
         if endpoint == RW_READS:
-            figures["read_anomalies"]["read_your_writes"] = read_your_writes(data, lost)
+            figures["read_anomalies"]["read_your_writes"] = read_your_writes(checked, lost)
         result[endpoint] = figures
     return result
 

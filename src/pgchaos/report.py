@@ -475,6 +475,17 @@ def _clock(value: str | float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
 
 
+def _clock_ms(value: str | float | None) -> str:
+    """HH:MM:SS.mmm (UTC) of an ISO time or an epoch: for a cut-off, where milliseconds count."""
+    if value is None:
+        return "?"
+    try:
+        epoch = rundir.parse_time(value)
+    except ValueError:
+        return str(value)
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
 def _fault_phrase(fault: Event) -> str:
     """The fault as the end of "after ...", from the event's action and target."""
     action, target = fault.action.lower(), fault.target or "the target"
@@ -574,7 +585,8 @@ def _endpoint_headline(
     if endpoint == "rw":
         verify = summary.get("verify")
         if verify:
-            text += f"; {verify['lost']} acknowledged writes lost{_locally_only_lost(verify)}"
+            cut = " before the cut-off" if verify.get("until") else ""
+            text += f"; {verify['lost']} acknowledged writes lost{cut}{_locally_only_lost(verify)}"
             if verify["ghosts"]:
                 text += f", {verify['ghosts']} ghost commits"
             if verify["lost"] or verify["ghosts"]:
@@ -607,6 +619,48 @@ def _locally_only_lost(verify: dict[str, Any]) -> str:
     return f" ({count} of them after a cancelled synchronous replication wait)" if count else ""
 
 
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def until_sentence(verify: dict[str, Any]) -> str:
+    """What a verify with a cut-off (--until) found, in a sentence; "" without a cut-off."""
+    if not verify.get("until"):
+        return ""
+    lost = verify["lost"]
+    text = (
+        f"Verified up to {_clock_ms(verify['until'])} (the cut-off):"
+        f" {_plural(lost, 'acknowledged write', 'acknowledged writes')} lost before it"
+    )
+    if lost and verify.get("first_lost_at"):
+        text += f", the first acknowledged at {_clock_ms(verify['first_lost_at'])}"
+    absent = verify.get("lost_after_until") or 0
+    if absent:
+        text += (
+            f"; {absent} acknowledged after it {'is' if absent == 1 else 'are'} absent,"
+            " as the restore intends"
+        )
+    else:
+        text += "; none acknowledged after it is absent"
+    gap = verify.get("recovered_gap_s")
+    if verify.get("recovered_until") is None or gap is None:
+        text += "; no acknowledged write is present"
+    elif gap > 0:
+        text += f"; the restored data ends {_seconds(gap)} before the cut-off"
+    elif gap == 0:
+        text += "; the restored data ends at the cut-off"
+    else:
+        text += f"; the restored data goes on {_seconds(-gap)} past the cut-off"
+    return text + "."
+
+
+def _first_lost_sentence(verify: dict[str, Any]) -> str:
+    """When the first lost write was acknowledged (the sentence with a cut-off says it)."""
+    if not verify.get("lost") or not verify.get("first_lost_at") or verify.get("until"):
+        return ""
+    return f" The first lost write was acknowledged at {_clock_ms(verify['first_lost_at'])}."
+
+
 def _locally_only_acknowledged(verify: dict[str, Any]) -> str:
     count = verify.get("acknowledged_unreplicated") or 0
     if not count:
@@ -624,6 +678,9 @@ def headline(summary: dict[str, Any]) -> list[Line]:
         _endpoint_headline(endpoint, f, summary, fault)
         for endpoint, f in summary["per_endpoint"].items()
     ]
+    verify = summary.get("verify")
+    if verify and verify.get("until"):
+        lines.append(("bad" if verify["lost"] else "good", until_sentence(verify)))
     if summary["split_brain"]:
         overlaps = summary["split_brain_overlaps"]
         o = overlaps[0]
@@ -815,12 +872,15 @@ def render_html(summary: dict[str, Any], plots: list[Path]) -> str:
     ]
     verify = summary.get("verify")
     if verify:
+        cut = " before the cut-off" if verify.get("until") else ""
         rpo = (
             f"<p class='{'bad' if verify['lost'] else 'good'}'>Writes checked: {verify['writes']}."
-            f" Acknowledged and <b>lost: {verify['lost']}</b>{_locally_only_lost(verify)};"
+            f" Acknowledged{cut} and <b>lost: {verify['lost']}</b>{_locally_only_lost(verify)};"
             f" ghost commits: {verify['ghosts']}; in doubt: {verify['in_doubt']}."
-            f"{_locally_only_acknowledged(verify)}</p>"
+            f"{_locally_only_acknowledged(verify)}{esc(_first_lost_sentence(verify))}</p>"
         )
+        if verify.get("until"):
+            rpo += f"<p>{esc(until_sentence(verify))}</p>"
     else:
         rpo = "<p>Not verified yet: run <code>pgchaos verify RUN</code>, then report again.</p>"
     if summary["split_brain"]:
@@ -984,8 +1044,14 @@ def run_report(run_dir: Path, *, quiet: bool = False) -> int:
             )
         verify = summary.get("verify")
         if verify:
+            cut = ""
+            if verify.get("until"):
+                cut = (
+                    f" before the cut-off {_clock_ms(verify['until'])}"
+                    f" ({verify.get('lost_after_until') or 0} absent after it)"
+                )
             print(
-                f"verify: {verify['lost']} lost{_locally_only_lost(verify)}, "
+                f"verify: {verify['lost']} lost{cut}{_locally_only_lost(verify)}, "
                 f"{verify['ghosts']} ghosts, {verify['in_doubt']} in doubt"
             )
         print(f"split brain: {'YES' if summary['split_brain'] else 'no'}")

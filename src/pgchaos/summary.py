@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,25 @@ DEFINITIONS = {
     "lost_after_sync_cancel": (
         "the lost writes (verify.lost counts them too) that were acknowledged_unreplicated:"
         " acknowledged without the standby's confirmation, unlike the other lost writes"
+    ),
+    "until": (
+        "the cut-off time verify was given (pgchaos verify --until), after a restore to before"
+        " it: only writes acknowledged before it must be present, so lost counts only those;"
+        " reads sent from the cut-off on are not checked for read anomalies"
+    ),
+    "lost_after_until": (
+        "acknowledged writes absent at verify time that were acknowledged at or after the"
+        " cut-off: what the restore intends, not counted in lost (present_after_until: those"
+        " still present)"
+    ),
+    "recovered_until": (
+        "the acknowledgement time of the latest acknowledged write up to which every"
+        " acknowledged write is present: where the complete data ends (null: none is present);"
+        " recovered_gap_s: the cut-off minus that, in seconds"
+    ),
+    "first_lost_at": (
+        "the acknowledgement time of the earliest acknowledged write absent at verify time,"
+        " before or after the cut-off (null: none is absent)"
     ),
     "split_brain_overlaps": (
         "per pair of terms on different servers with interleaved acknowledgements: the window"
@@ -599,6 +619,20 @@ def _endpoints(meta: dict[str, Any], present: set[str]) -> dict[str, str | None]
     return result
 
 
+def _verify_until(run_dir: Path) -> float | None:
+    """The cut-off time verify.json was made with (verify --until); None without one.
+
+    A damaged verify.json is reported where summarize reads it for its figures.
+    """
+    try:
+        value = json.loads((run_dir / "verify.json").read_text(encoding="utf-8")).get("until_ts")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any]:
     """The run's headline figures as a plain dict (what summary.json holds)."""
     run_dir = Path(run_dir)
@@ -610,7 +644,9 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
     failover = _failover_layers(data, events)
     warnings = warnings + failover["warnings"]
     per_endpoint = {ep: endpoint_summary(data, ep) for ep in ENDPOINTS if ep in present}
-    for endpoint, figures in reads.analyze(reads.cached(run_dir, data.start)).items():
+    # Read anomalies as verify judged them: with its cut-off, if it was given one.
+    until = _verify_until(run_dir)
+    for endpoint, figures in reads.analyze(reads.cached(run_dir, data.start), until=until).items():
         if endpoint in per_endpoint:
             per_endpoint[endpoint].update(figures)
     summary: dict[str, Any] = {
@@ -677,6 +713,15 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
                 # absent from verify.json files written before sync cancels were told apart
                 "acknowledged_unreplicated": verified.get("acknowledged_unreplicated"),
                 "lost_after_sync_cancel": verified.get("lost_after_sync_cancel"),
+                # absent from verify.json files written before cut-offs (--until) existed;
+                # the until ones are absent too when verify was not given one
+                "until": verified.get("until"),
+                "until_ts": verified.get("until_ts"),
+                "lost_after_until": verified.get("lost_after_until"),
+                "present_after_until": verified.get("present_after_until"),
+                "recovered_until": verified.get("recovered_until"),
+                "recovered_gap_s": verified.get("recovered_gap_s"),
+                "first_lost_at": verified.get("first_lost_at"),
             }
         except (OSError, ValueError, KeyError, TypeError) as exc:
             summary["warnings"].append(f"verify.json ignored: {exc}")

@@ -6,6 +6,12 @@ Classes: acknowledged and present / lost, in doubt and present (ghost) / absent,
 failed and present (ghost) / absent, plus rows of the run that nobody recorded.  Acknowledged
 writes whose commit skipped the synchronous standby (a cancelled wait, marked in the ledger)
 are counted apart, and so are those of them that are lost.
+
+With a cut-off time (``--until T``, after a point-in-time or disaster restore to before T)
+only the writes acknowledged before T must be present: the missing ones acknowledged at or
+after T are counted apart (``lost_after_until``), not as lost.  In every run the
+acknowledgement times also say up to when the data is complete (``recovered_until``) and
+when the first missing acknowledged write was acknowledged (``first_lost_at``).
 Then what the readers saw is checked against the writes (:mod:`pgchaos.reads`): exit
 status 1 for a lost write, for a lost write that a reader had seen, and for a read through
 the write port that missed an acknowledged write.
@@ -13,10 +19,13 @@ the write port that missed an acknowledged write.
 
 from __future__ import annotations
 
+import math
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,41 @@ from pgchaos.workload import PAYLOAD_KIND, PAYLOAD_SQL, table_ident
 VERIFY_FILE = "verify.json"
 MAX_LISTED = 100
 BATCH = 20000
+# How verify classes an acknowledged write acknowledged at or after the cut-off (--until):
+# its absence is what a restore to before the cut-off intends, so it is not lost.
+OK_AFTER_UNTIL = "ok_after_until"
+ACKNOWLEDGED = (OK, OK_AFTER_UNTIL)
+
+
+def parse_until(text: str) -> float:
+    """The cut-off time of ``--until``: ISO-8601 with a UTC offset, or unix seconds."""
+    value = text.strip()
+    try:
+        epoch = float(value)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"--until: not a time: {text!r} (ISO-8601 with an offset, such as"
+                " 2026-12-07T05:01:02.345+00:00, or unix seconds)"
+            ) from None
+        if parsed.tzinfo is None:
+            raise UsageError(
+                f"--until: {text!r} has no UTC offset: add one (+00:00 or Z for UTC)"
+            ) from None
+        epoch = parsed.timestamp()
+    if not math.isfinite(epoch) or not 0 < epoch <= rundir.MAX_EPOCH:
+        raise UsageError(f"--until: not a time in unix seconds: {text!r}")
+    return epoch
+
+
+def _class(rec: Record, until: float | None) -> str:
+    """The outcome verify files a write under: OK_AFTER_UNTIL for acknowledgements from the
+    cut-off on (the moment the client received the success: Record.end)."""
+    if rec.outcome == OK and until is not None and rec.end >= until:
+        return OK_AFTER_UNTIL
+    return rec.outcome
 
 
 def _connect_params(
@@ -71,26 +115,44 @@ class Findings:
     counts: Counter[tuple[str, bool]] = field(default_factory=Counter)
     listed: dict[tuple[str, bool], list[dict[str, Any]]] = field(default_factory=dict)
     unrecorded: int = 0
-    # every acknowledged write that is missing, as (writer, seq): reads may have seen it
+    # every acknowledged write that is missing (before the cut-off, if any), as (writer,
+    # seq): reads may have seen it
     lost: list[tuple[int, int]] = field(default_factory=list)
     # present rows whose content is not what was written, and extra copies of a write
     altered: int = 0
     altered_ids: list[str] = field(default_factory=list)
     duplicated: int = 0
-    # acknowledged writes whose commit skipped the synchronous standby, by present
-    locally_only: Counter[bool] = field(default_factory=Counter)
+    # acknowledged writes whose commit skipped the synchronous standby, by (class, present)
+    locally_only: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    # acknowledgement times: of the earliest missing acknowledged write, and of the latest
+    # one before it (of all if none is missing), up to which every acknowledged write is there
+    first_lost_at: float | None = None
+    recovered_until: float | None = None
+    _present_acks: array[float] = field(default_factory=lambda: array("d"))
 
     def note(self, outcome: str, present: bool, rec: Record) -> None:
         key = (outcome, present)
         self.counts[key] += 1
         if rec.committed_locally_only:
-            self.locally_only[present] += 1
+            self.locally_only[key] += 1
+        if outcome in ACKNOWLEDGED:
+            if present:
+                self._present_acks.append(rec.end)
+            elif self.first_lost_at is None or rec.end < self.first_lost_at:
+                self.first_lost_at = rec.end
         if key == (OK, False) and rec.seq:
             self.lost.append((rec.worker, int(rec.seq)))
         if key in INTERESTING:
             examples = self.listed.setdefault(key, [])
             if len(examples) < MAX_LISTED:
                 examples.append(_example(rec.id, rec.time, rec.worker, rec.seq))
+
+    def settle(self) -> None:
+        """recovered_until from what note() saw, once every write is noted."""
+        first = self.first_lost_at
+        self.recovered_until = max(
+            (t for t in self._present_acks if first is None or t < first), default=None
+        )
 
 
 INTERESTING = ((OK, False), (IN_DOUBT, True), (FAILED, True))
@@ -104,27 +166,40 @@ def _writes(run_dir: Path) -> Iterator[Record]:
     return (r for r in read_records(run_dir) if r.kind == "write" and r.id)
 
 
-def _copy_row(rec: Record) -> tuple[object, ...]:
+def _copy_row(rec: Record, until: float | None) -> tuple[object, ...]:
     """A recorded write as a row of the pgchaos_verify temp table."""
-    return (rec.id, rec.outcome, rec.time, rec.worker, rec.seq or None, rec.committed_locally_only)
+    return (
+        rec.id,
+        _class(rec, until),
+        rec.time,
+        rec.end,
+        rec.worker,
+        rec.seq or None,
+        rec.committed_locally_only,
+    )
 
 
 def _join_in_temp_table(
-    conn: psycopg.Connection[Any], run_dir: Path, table: str, run_id: str, checksums: bool
+    conn: psycopg.Connection[Any],
+    run_dir: Path,
+    table: str,
+    run_id: str,
+    checksums: bool,
+    until: float | None = None,
 ) -> Findings:
     """COPY the recorded ids into a temp table and join once: fast for any run size."""
     found = Findings(method="copy+join")
     ledger = table_ident(table)
     conn.execute(
         "create temp table pgchaos_verify"
-        " (id uuid, outcome text, t double precision, writer int, seq bigint,"
-        " locally_only boolean) on commit drop"
+        " (id uuid, outcome text, t double precision, ack double precision, writer int,"
+        " seq bigint, locally_only boolean) on commit drop"
     )
     with conn.cursor().copy(
-        "copy pgchaos_verify (id, outcome, t, writer, seq, locally_only) from stdin"
+        "copy pgchaos_verify (id, outcome, t, ack, writer, seq, locally_only) from stdin"
     ) as cp:
         for rec in _writes(run_dir):
-            cp.write_row(_copy_row(rec))
+            cp.write_row(_copy_row(rec, until))
             found.written += 1
     conn.execute("analyze pgchaos_verify")
     rows = conn.execute(
@@ -136,7 +211,21 @@ def _join_in_temp_table(
     for outcome, present, locally_only, n in rows:
         found.counts[(outcome, bool(present))] += n
         if locally_only:
-            found.locally_only[bool(present)] += n
+            found.locally_only[(outcome, bool(present))] += n
+    # The earliest missing acknowledgement, then the latest one before it: all present.
+    first_lost, recovered = conn.execute(
+        sql.SQL(
+            "with first as (select min(v.ack) as t from pgchaos_verify v"
+            " where v.outcome = any(%(acked)s)"
+            " and not exists (select 1 from {} l where l.id = v.id))"
+            " select first.t, (select max(v.ack) from pgchaos_verify v"
+            " where v.outcome = any(%(acked)s) and (first.t is null or v.ack < first.t))"
+            " from first"
+        ).format(ledger),
+        {"acked": list(ACKNOWLEDGED)},
+    ).fetchone() or (None, None)
+    found.first_lost_at = first_lost
+    found.recovered_until = recovered
     for key in INTERESTING:
         # Spelled as (not) exists so the planner can use a semi/anti join.
         examples = conn.execute(
@@ -197,7 +286,12 @@ def _duplicated(conn: psycopg.Connection[Any], table: str, run_id: str) -> int:
 
 
 def _lookup_in_batches(
-    conn: psycopg.Connection[Any], run_dir: Path, table: str, run_id: str, checksums: bool
+    conn: psycopg.Connection[Any],
+    run_dir: Path,
+    table: str,
+    run_id: str,
+    checksums: bool,
+    until: float | None = None,
 ) -> Findings:
     """For read-only servers (a replica), where no temp table can be created."""
     found = Findings(method="batched lookup (read-only server)")
@@ -210,7 +304,7 @@ def _lookup_in_batches(
     def flush() -> None:
         present = {row[0]: row[1:] for row in conn.execute(query, (run_id, [r.id for r in batch]))}
         for rec in batch:
-            found.note(rec.outcome, rec.id in present, rec)
+            found.note(_class(rec, until), rec.id in present, rec)
             if rec.id in present and checksums:
                 intact, writer, seq = present[rec.id]
                 if not intact or writer != rec.worker or str(seq) != rec.seq:
@@ -225,6 +319,7 @@ def _lookup_in_batches(
         if len(batch) >= BATCH:
             flush()
     flush()
+    found.settle()
     if run_id:
         # Every recorded id that is present belongs to this run, so the rest of the
         # run's rows are the ones nobody recorded.
@@ -249,7 +344,9 @@ def verify_run(
     env_file: str | None = None,
     connect_timeout: float = 5.0,
     allow_incomplete: bool = False,
+    until: float | None = None,
 ) -> dict[str, Any]:
+    """Classify every recorded write; ``until``: the cut-off time (see the module docstring)."""
     meta = rundir.open_run(run_dir)
     status = meta.get("status")
     incomplete = status not in COMPLETE
@@ -271,10 +368,10 @@ def verify_run(
     with conn:
         try:
             try:
-                found = _join_in_temp_table(conn, run_dir, table, run_id, checksums)
+                found = _join_in_temp_table(conn, run_dir, table, run_id, checksums, until)
             except psycopg.errors.ReadOnlySqlTransaction:
                 conn.rollback()
-                found = _lookup_in_batches(conn, run_dir, table, run_id, checksums)
+                found = _lookup_in_batches(conn, run_dir, table, run_id, checksums, until)
         except psycopg.errors.UndefinedTable:
             raise TableMissing(
                 f"table {table} does not exist at {shown}: dropped? every write of the run is gone"
@@ -297,25 +394,30 @@ def verify_run(
             f"{run_dir / 'records.csv'} holds {seen.records} records, run.json counts "
             f"{counted}: the ledger is damaged"
         )
-    read_figures = reads.analyze(seen, found.lost)
+    read_figures = reads.analyze(seen, found.lost, until)
     rw_reads = read_figures.get(RW_READS, {}).get("read_anomalies", {})
+    lost_sync_cancel = found.locally_only[(OK, False)]
 
-    return {
+    result: dict[str, Any] = {
         "run_id": run_id,
         "checked_at": rundir.iso(time.time()),
         "dsn": shown,
         "table": table,
         "method": found.method,
         "writes": found.written,
-        "acknowledged": {"present": n(OK, True), "lost": n(OK, False)},
+        # present: also those acknowledged after the cut-off (present_after_until)
+        "acknowledged": {
+            "present": n(OK, True) + n(OK_AFTER_UNTIL, True),
+            "lost": n(OK, False),
+        },
         "in_doubt": {"present": n(IN_DOUBT, True), "absent": n(IN_DOUBT, False)},
         "failed": {"present": n(FAILED, True), "absent": n(FAILED, False)},
         "lost": n(OK, False),
         # acknowledged although their commit skipped the synchronous standby (ledger.py's
         # SYNC_CANCELLED), and the lost writes split into those and the others
         "acknowledged_unreplicated": sum(found.locally_only.values()),
-        "lost_after_sync_cancel": found.locally_only[False],
-        "lost_other": n(OK, False) - found.locally_only[False],
+        "lost_after_sync_cancel": lost_sync_cancel,
+        "lost_other": n(OK, False) - lost_sync_cancel,
         "ghosts": n(IN_DOUBT, True) + n(FAILED, True),
         "in_doubt_total": n(IN_DOUBT, True) + n(IN_DOUBT, False),
         "unrecorded_rows": found.unrecorded,
@@ -338,7 +440,32 @@ def verify_run(
             },
             "staleness_s": {ep: f["staleness_s"] for ep, f in read_figures.items()},
         },
+        # acknowledgement times (the client received the success): every acknowledged write
+        # acknowledged up to recovered_until is present (null: none is); first_lost_at is the
+        # earliest missing one, before or after any cut-off (null: none is missing)
+        "recovered_until": _iso_or_none(found.recovered_until),
+        "first_lost_at": _iso_or_none(found.first_lost_at),
     }
+    if until is not None:
+        result.update(
+            {
+                # the cut-off: only writes acknowledged before it must be present
+                "until": rundir.iso(until),
+                "until_ts": until,
+                # acknowledged at or after the cut-off: absent (not counted in lost), present
+                "lost_after_until": n(OK_AFTER_UNTIL, False),
+                "present_after_until": n(OK_AFTER_UNTIL, True),
+                # how far before the cut-off the complete data ends (negative: past it)
+                "recovered_gap_s": None
+                if found.recovered_until is None
+                else round(until - found.recovered_until, 3),
+            }
+        )
+    return result
+
+
+def _iso_or_none(epoch: float | None) -> str | None:
+    return None if epoch is None else rundir.iso(epoch)
 
 
 def _sync_cancel_line(result: dict[str, Any]) -> str:
@@ -349,6 +476,21 @@ def _sync_cancel_line(result: dict[str, Any]) -> str:
     )
 
 
+def _until_line(result: dict[str, Any]) -> str:
+    gap = result["recovered_gap_s"]
+    if gap is None:
+        complete = "no acknowledged write is present"
+    elif gap >= 0:
+        complete = f"complete up to {result['recovered_until']} ({gap} s before the cut-off)"
+    else:
+        complete = f"complete up to {result['recovered_until']} ({-gap} s past the cut-off)"
+    return (
+        f"cut-off {result['until']}: {result['lost']} acknowledged before it LOST;"
+        f" acknowledged at or after it: {result['lost_after_until']} absent (not lost),"
+        f" {result['present_after_until']} present; {complete}"
+    )
+
+
 def run_verify(
     run_dir: Path,
     *,
@@ -356,6 +498,7 @@ def run_verify(
     env_file: str | None,
     connect_timeout: float,
     allow_incomplete: bool = False,
+    until: float | None = None,
 ) -> int:
     result = verify_run(
         run_dir,
@@ -363,6 +506,7 @@ def run_verify(
         env_file=env_file,
         connect_timeout=connect_timeout,
         allow_incomplete=allow_incomplete,
+        until=until,
     )
     try:
         rundir.write_json(run_dir / VERIFY_FILE, result)
@@ -375,6 +519,8 @@ def run_verify(
         f"{result['in_doubt']['absent']} absent; "
         f"failed {result['failed']['present']} present (ghost), {result['failed']['absent']} absent"
     )
+    if "until" in result:
+        print(_until_line(result))
     if result["acknowledged_unreplicated"]:
         print(_sync_cancel_line(result))
     if result["altered"] or result["duplicated"]:
