@@ -128,6 +128,9 @@ class Findings:
     # one before it (of all if none is missing), up to which every acknowledged write is there
     first_lost_at: float | None = None
     recovered_until: float | None = None
+    # with a cut-off: the latest present write acknowledged before it (the load's writes on a
+    # restored cluster come after the cut-off and must not hide where the restore ended)
+    last_present_before_until: float | None = None
     _present_acks: array[float] = field(default_factory=lambda: array("d"))
 
     def note(self, outcome: str, present: bool, rec: Record) -> None:
@@ -138,6 +141,11 @@ class Findings:
         if outcome in ACKNOWLEDGED:
             if present:
                 self._present_acks.append(rec.end)
+                if outcome == OK and (
+                    self.last_present_before_until is None
+                    or rec.end > self.last_present_before_until
+                ):
+                    self.last_present_before_until = rec.end
             elif self.first_lost_at is None or rec.end < self.first_lost_at:
                 self.first_lost_at = rec.end
         if key == (OK, False) and rec.seq:
@@ -226,6 +234,14 @@ def _join_in_temp_table(
     ).fetchone() or (None, None)
     found.first_lost_at = first_lost
     found.recovered_until = recovered
+    row = conn.execute(
+        sql.SQL(
+            "select max(v.ack) from pgchaos_verify v where v.outcome = %s"
+            " and exists (select 1 from {} l where l.id = v.id)"
+        ).format(ledger),
+        (OK,),
+    ).fetchone()
+    found.last_present_before_until = row[0] if row else None
     for key in INTERESTING:
         # Spelled as (not) exists so the planner can use a semi/anti join.
         examples = conn.execute(
@@ -455,10 +471,10 @@ def verify_run(
                 # acknowledged at or after the cut-off: absent (not counted in lost), present
                 "lost_after_until": n(OK_AFTER_UNTIL, False),
                 "present_after_until": n(OK_AFTER_UNTIL, True),
-                # how far before the cut-off the complete data ends (negative: past it)
-                "recovered_gap_s": None
-                if found.recovered_until is None
-                else round(until - found.recovered_until, 3),
+                # how far before the cut-off the complete data ends (negative: past it): up
+                # to the first missing write, and at most to the latest write acknowledged
+                # before the cut-off that is there
+                "recovered_gap_s": _gap(until, found),
             }
         )
     return result
@@ -476,14 +492,21 @@ def _sync_cancel_line(result: dict[str, Any]) -> str:
     )
 
 
+def _gap(until: float, found: Findings) -> float | None:
+    ends = [t for t in (found.recovered_until, found.last_present_before_until) if t is not None]
+    return round(until - min(ends), 3) if ends else None
+
+
 def _until_line(result: dict[str, Any]) -> str:
     gap = result["recovered_gap_s"]
     if gap is None:
         complete = "no acknowledged write is present"
     elif gap >= 0:
-        complete = f"complete up to {result['recovered_until']} ({gap} s before the cut-off)"
+        ends = rundir.iso(result["until_ts"] - gap)
+        complete = f"complete up to {ends} ({gap} s before the cut-off)"
     else:
-        complete = f"complete up to {result['recovered_until']} ({-gap} s past the cut-off)"
+        ends = rundir.iso(result["until_ts"] - gap)
+        complete = f"complete up to {ends} ({-gap} s past the cut-off)"
     return (
         f"cut-off {result['until']}: {result['lost']} acknowledged before it LOST;"
         f" acknowledged at or after it: {result['lost_after_until']} absent (not lost),"
