@@ -24,7 +24,10 @@ LABEL="pgchaos.lab=${NETWORK}"
 # Outside the checkout, like the network and the containers: whichever clone runs `down`
 # removes it.
 WAL_DISKS=${LAB_WAL_DISKS:-/var/lib/pgchaos-lab/$NETWORK/wal}
-WAL_DISK_SIZE=${LAB_WAL_DISK_SIZE:-1G}
+# More than max_wal_size (1 GB) and wal_keep_size (256 MB) together: a member restored from
+# the backup repository keeps the WAL it replays until its first restartpoint, and with
+# 1 GiB the lab's new member filled its disk half-way through.
+WAL_DISK_SIZE=${LAB_WAL_DISK_SIZE:-2G}
 WAL_MOUNT=/var/lib/pgchaos-wal
 
 log() { printf '[lab] %s\n' "$*" >&2; }
