@@ -9,17 +9,28 @@ load in `make chaos` (chaos-disaster.yml, chaos-mistake.yml).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from test_dead_man import CONTAINER_PREFIX, healthy, patroni_cluster, wait_for
-from test_members import ops
+from test_dead_man import CONTAINER_PREFIX, ROOT, healthy, patroni_cluster, wait_for
 
 pytestmark = pytest.mark.chaos
 
 REPOSITORY = "backup1"
 STANZA = "pgchaos"
+
+
+def ops(playbook: str, *extra: str, log: Path) -> int:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    with log.open("w") as out:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("ansible-playbook")),
+             f"playbooks/{playbook}", *extra],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False,
+        ).returncode  # fmt: skip
 
 
 def pgbackrest(*command: str) -> subprocess.CompletedProcess[str]:
