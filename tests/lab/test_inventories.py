@@ -61,7 +61,7 @@ def test_the_example_inventory_passes_preflight_on_real_hosts(example_on_the_lab
     result = ansible_playbook("-i", str(example_on_the_lab), "playbooks/preflight.yml")
     assert result.returncode == 0, result.stdout[-4000:]
     hosts = recap(result.stdout)
-    assert len(hosts) == 7, hosts
+    assert len(hosts) == 8, hosts
     assert all(failed == 0 and unreachable == 0 for _, unreachable, failed in hosts.values())
 
 
