@@ -466,13 +466,8 @@ def _seconds(value: float | None) -> str:
 
 def _clock(value: str | float | None) -> str:
     """HH:MM:SS (UTC) of an ISO time or an epoch."""
-    if value is None:
-        return "?"
-    try:
-        epoch = rundir.parse_time(value)
-    except ValueError:
-        return str(value)
-    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
+    text = _clock_ms(value)
+    return text[:8] if text[8:9] == "." else text
 
 
 def _clock_ms(value: str | float | None) -> str:
