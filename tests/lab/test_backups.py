@@ -1,8 +1,8 @@
 """Backups follow the primary: after a switchover the next backup and the archive still work.
 
 On the deployed lab (with its backup1 repository host): a switchover by ops-switchover.yml,
-then ops-backup.yml must take an incremental backup from the new primary, and pgBackRest's
-own check (the new primary's WAL reaches the repository) must pass.  The restores run under
+then ops-backup.yml must take an incremental backup, pgBackRest's own check must pass, and
+the new primary itself must have archived WAL since (its pg_stat_archiver).  The restores run under
 load in `make chaos` (chaos-disaster.yml, chaos-mistake.yml).
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from test_dead_man import CONTAINER_PREFIX, ROOT, healthy, patroni_cluster, wait_for
 
 pytestmark = pytest.mark.chaos
@@ -85,3 +87,40 @@ def test_a_backup_after_a_switchover_comes_from_the_new_primary(tmp_path: Path) 
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert archived == "t", f"{new_leader} has not archived in the last minute"
+
+
+def active(host: str, unit: str) -> bool:
+    state = subprocess.run(
+        ["docker", "exec", CONTAINER_PREFIX + host, "systemctl", "is-active", unit],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return state == "active"
+
+
+def test_a_restore_without_confirmation_or_repository_changes_nothing(tmp_path: Path) -> None:
+    wait_for(healthy, 120, "a healthy cluster before the test")
+    before = patroni_cluster()
+    log = tmp_path / "unconfirmed.log"
+    assert ops("ops-restore.yml", "-e", "ops_restore_confirm=another", log=log) != 0
+    assert "confirm with -e ops_restore_confirm=pgchaos" in log.read_text()
+    # The same inventory without its backup group: refused before any member is touched.
+    inventory = tmp_path / "no-backup"
+    shutil.copytree(ROOT / "inventory" / "lab", inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    del hosts["all"]["children"]["backup"]
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    log = tmp_path / "no-repository.log"
+    code = ops(
+        "ops-restore.yml", "-i", str(inventory / "hosts.yml"), "-e", "ops_restore_confirm=pgchaos",
+        log=log,
+    )  # fmt: skip
+    assert code != 0
+    assert "this inventory has none" in log.read_text()
+    assert all(active(host, "patroni") for host in ("pg1", "pg2", "pg3"))
+    after = patroni_cluster()
+    assert before is not None
+    assert after is not None
+    assert sorted(m["name"] for m in after["members"]) == sorted(
+        m["name"] for m in before["members"]
+    )
+    assert leader() == next(m["name"] for m in before["members"] if m["role"] == "leader")
