@@ -6,6 +6,7 @@
 #   scripts/chaos-suite.sh [RUNS_DIR] [-- ansible-playbook options, e.g. -i inventory/mine]
 #   CHAOS_SCENARIOS="node switchover" scripts/chaos-suite.sh     (only those, by name)
 #   CHAOS_LIST=scripts/ops.txt scripts/chaos-suite.sh             (another list: make ops)
+#   CHAOS_SUITE_VARS="chaos_baseline_seconds=5" scripts/chaos-suite.sh  (-e for every scenario)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ while read -r name playbook vars; do
   fi
   echo "=== $(date -u +%H:%M:%S) $name: $playbook $vars"
   extra=(-e "chaos_runs_dir=$runs")
-  for v in $vars; do extra+=(-e "$v"); done
+  for v in ${CHAOS_SUITE_VARS:-} $vars; do extra+=(-e "$v"); done
   # stdin from /dev/null: ansible-playbook must not eat the rest of the list.  Each
   # scenario's output is also kept, so its failure can be repeated at the very end.
   ansible-playbook "playbooks/$playbook" "${extra[@]}" "$@" </dev/null 2>&1 | tee "$runs/$name.log"
