@@ -123,7 +123,11 @@ class FakeSSHD:
             server = _Server(self)
             try:
                 transport.start_server(server=server)
-            except (paramiko.SSHException, EOFError):
+            except (paramiko.SSHException, EOFError, OSError):
+                # A client that refuses this server's host key hangs up mid-handshake: an EOF,
+                # or a reset connection (OSError) when it closes with data unread.  Either way
+                # the next client must still be served: an exception here ended this thread,
+                # and every later connection then waited for a banner that never came (ci21).
                 transport.close()
                 continue
             threading.Thread(target=self._sessions, args=(transport, server), daemon=True).start()
