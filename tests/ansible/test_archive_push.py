@@ -1,5 +1,5 @@
-"""The members' archive_command (roles/patroni/files/pgchaos-archive-push) against a stand-in
-pgBackRest: what it passes through, and the one refusal it turns into success.
+"""The members' archive_command (roles/patroni/files/pgchaos-pgbackrest-archive-push) against a
+stand-in pgBackRest: what it passes through, and the one refusal it turns into success.
 
 The stand-in is a script named pgbackrest first on PATH that records its arguments and
 exits with the code the test asks for; the pg_wal directory is a temporary one.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "roles" / "patroni" / "files" / "pgchaos-archive-push"
+SCRIPT = ROOT / "roles" / "patroni" / "files" / "pgchaos-pgbackrest-archive-push"
 DUPLICATE = 45  # pgBackRest: the archive holds this WAL file with another checksum
 
 
