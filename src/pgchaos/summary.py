@@ -717,6 +717,7 @@ def summarize(run_dir: Path | str, data: RunData | None = None) -> dict[str, Any
                 # the until ones are absent too when verify was not given one
                 "until": verified.get("until"),
                 "until_ts": verified.get("until_ts"),
+                "acknowledged_before_until": verified.get("acknowledged_before_until"),
                 "lost_after_until": verified.get("lost_after_until"),
                 "present_after_until": verified.get("present_after_until"),
                 "recovered_until": verified.get("recovered_until"),

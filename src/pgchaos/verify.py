@@ -468,6 +468,9 @@ def verify_run(
                 # the cut-off: only writes acknowledged before it must be present
                 "until": rundir.iso(until),
                 "until_ts": until,
+                # the writes the cut-off judges (present or lost): none means "0 lost" proves
+                # nothing, as when the load started after the cut-off
+                "acknowledged_before_until": n(OK, True) + n(OK, False),
                 # acknowledged at or after the cut-off: absent (not counted in lost), present
                 "lost_after_until": n(OK_AFTER_UNTIL, False),
                 "present_after_until": n(OK_AFTER_UNTIL, True),

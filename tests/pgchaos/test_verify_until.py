@@ -268,7 +268,13 @@ def test_without_a_cut_off_the_missing_writes_are_lost(drill: Drill, cli: CliRun
         )
         assert verified["first_lost_at"] == "2026-12-07T05:00:10.010Z"
         assert verified["recovered_until"] == "2026-12-07T05:00:09.520Z"
-        for key in ("until", "until_ts", "lost_after_until", "present_after_until"):
+        for key in (
+            "until",
+            "until_ts",
+            "acknowledged_before_until",
+            "lost_after_until",
+            "present_after_until",
+        ):
             assert key not in verified, key
         assert "recovered_gap_s" not in verified
         checked = verified["reads"]
@@ -292,6 +298,7 @@ def test_the_cut_off_splits_lost_from_absent_after_it(drill: Drill, cli: CliRunn
         assert verified["acknowledged"] == {"present": 30, "lost": 0}
         assert verified["lost_writes"] == []
         assert (verified["lost_after_until"], verified["present_after_until"]) == (2, 12)
+        assert verified["acknowledged_before_until"] == 18
         assert verified["lost_other"] == 0
         assert verified["first_lost_at"] == "2026-12-07T05:00:10.010Z"
         assert verified["recovered_until"] == "2026-12-07T05:00:09.520Z"
@@ -327,6 +334,8 @@ def test_a_write_lost_before_the_cut_off_is_lost_and_was_seen(drill: Drill, cli:
         assert verified["acknowledged"] == {"present": 29, "lost": 1}
         assert [w["id"] for w in verified["lost_writes"]] == [drill.id_of(0, 4)]
         assert (verified["lost_after_until"], verified["present_after_until"]) == (2, 12)
+        # the lost one is judged too: 17 there and 1 lost before the cut-off
+        assert verified["acknowledged_before_until"] == 18
         assert verified["first_lost_at"] == "2026-12-07T05:00:04.010Z"
         assert verified["recovered_until"] == "2026-12-07T05:00:03.520Z"
         assert verified["recovered_gap_s"] == 6.484
@@ -357,6 +366,7 @@ def test_a_restore_past_the_cut_off_and_one_that_kept_nothing(drill: Drill, cli:
         cli("verify", str(drill.run), "--dsn", dsn, "--until", str(T0 + 3.0))
         verified = read_json(drill.run / "verify.json")
         assert (verified["lost"], verified["lost_after_until"]) == (4, 28)
+        assert verified["acknowledged_before_until"] == 4
         assert verified["recovered_until"] is None
         assert verified["recovered_gap_s"] is None
         assert verified["first_lost_at"] == "2026-12-07T05:00:01.010Z"
@@ -375,6 +385,7 @@ def test_the_report_says_what_the_cut_off_found(drill: Drill, cli: CliRunner) ->
         2,
         12,
     )
+    assert verify["acknowledged_before_until"] == 18
     assert verify["recovered_until"] == "2026-12-07T05:00:09.520Z"
     assert verify["recovered_gap_s"] == 0.484
     assert verify["first_lost_at"] == "2026-12-07T05:00:10.010Z"
