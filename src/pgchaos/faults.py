@@ -77,6 +77,7 @@ class FaultWindows:
     target: str
     method: str | None
     recover_at_s: float | None
+    held_s: float | None  # from the fault to its recovery: how long the fault was in place
     until_s: float  # the end of the fault's stretch: the next fault, or the end of the run
     per_endpoint: dict[str, EndpointCost] = field(default_factory=dict)
 
@@ -134,6 +135,7 @@ def fault_windows(
                 target=fault.target,
                 method=fault.method,
                 recover_at_s=None if recover_at is None else round(recover_at, 3),
+                held_s=None if recover_at is None else round(recover_at - at, 3),
                 until_s=round(until, 3),
                 per_endpoint={
                     endpoint: _cost(endpoint_windows, at, until, recover_at)

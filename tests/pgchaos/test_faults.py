@@ -25,6 +25,7 @@ def test_a_fault_owns_the_window_whose_first_failure_follows_it() -> None:
     [fault] = fault_windows(events, windows, START, 60)
     rw, ro = fault.per_endpoint["rw"], fault.per_endpoint["ro"]
     assert (fault.at_s, fault.recover_at_s, fault.until_s) == (10, 30, 60)
+    assert fault.held_s == 20
     assert rw.windows == 1
     assert rw.first_failure_s == pytest.approx(0.4)
     assert rw.longest_gap_s == pytest.approx(4.5)
@@ -70,6 +71,7 @@ def test_each_fault_gets_its_own_stretch_and_the_shared_recovery() -> None:
     found = fault_windows(events, windows, START, 90)
     assert [f.until_s for f in found] == [25, 40, 90]
     assert [f.recover_at_s for f in found] == [55, 55, 55]
+    assert [f.held_s for f in found] == [45, 30, 15]
     assert [f.per_endpoint["rw"].longest_gap_s for f in found] == pytest.approx([6, 8, 20.8])
     assert found[2].per_endpoint["rw"].back_after_recover_s == pytest.approx(6)
     assert found[0].per_endpoint["rw"].back_after_recover_s == 0.0
@@ -88,6 +90,7 @@ def test_without_a_recover_event_the_recovery_cost_is_unknown() -> None:
     [fault] = fault_windows([event(5, FAULT)], {"rw": [window(6, 7)]}, START, 20)
     assert fault.per_endpoint["rw"].back_after_recover_s is None
     assert fault.recover_at_s is None
+    assert fault.held_s is None
 
 
 def test_as_dict_is_plain_json() -> None:
